@@ -1,0 +1,45 @@
+# Two commands matter: `make demo` and `make test`. Both install what they need first.
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+AIRFLOW3 ?= 3.3.2
+AIRFLOW2 ?= 2.11.2
+VENV3 := .venv
+VENV2 := .venv-airflow2
+UV = $(VENV3)/bin/uv
+
+.PHONY: install install-airflow2 demo test test-airflow3 test-airflow2 lint bench clean
+
+$(VENV3)/.installed: pyproject.toml Makefile
+	$(PYTHON) -m venv $(VENV3)
+	$(VENV3)/bin/pip install -q --disable-pip-version-check uv
+	$(UV) pip install -q --python $(VENV3)/bin/python "apache-airflow==$(AIRFLOW3)" -e ".[test]"
+	touch $@
+
+$(VENV2)/.installed: $(VENV3)/.installed
+	$(PYTHON) -m venv $(VENV2)
+	$(UV) pip install -q --python $(VENV2)/bin/python "apache-airflow==$(AIRFLOW2)" -e ".[test]"
+	touch $@
+
+install: $(VENV3)/.installed
+install-airflow2: $(VENV2)/.installed
+
+demo: install
+	$(VENV3)/bin/python -m airflow_dbt_cloud_dlt.demo
+
+lint: install
+	$(VENV3)/bin/ruff check .
+	$(VENV3)/bin/ruff format --check .
+	$(VENV3)/bin/mypy
+
+test-airflow3: install
+	$(VENV3)/bin/pytest
+
+test-airflow2: install-airflow2
+	$(VENV2)/bin/pytest
+
+test: lint test-airflow3 test-airflow2
+
+bench: install
+	$(VENV3)/bin/python benchmarks/run.py
+
+clean:
+	rm -rf $(VENV3) $(VENV2) .demo

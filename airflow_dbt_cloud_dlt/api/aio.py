@@ -1,0 +1,103 @@
+"""The async transport for the triggerer: httpx, one pooled HTTP client per event loop and endpoint.
+
+The official provider opens a new HTTP session (TCP and TLS handshake) for every poll. Here every
+trigger of a process shares one ``httpx.AsyncClient`` per (event loop, host, TLS and proxy settings),
+so polls reuse warm connections. The token travels per request, never in the shared client.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ssl
+from collections.abc import Iterable
+from typing import Any
+
+import httpx
+import tenacity
+
+from . import core
+from .client import CONNECT_TIMEOUT
+from .core import ApiRequest, RetryPolicy
+from .credentials import CredentialsLike, DbtCloudCredentials, resolve_credentials
+
+_NOT_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
+_SHARED: dict[tuple[Any, ...], httpx.AsyncClient] = {}
+
+
+def _verify(credentials: DbtCloudCredentials) -> ssl.SSLContext | bool:
+    if isinstance(credentials.verify, str):
+        return ssl.create_default_context(cafile=credentials.verify)
+    return credentials.verify
+
+
+def shared_http_client(credentials: DbtCloudCredentials) -> httpx.AsyncClient:
+    """The process's pooled HTTP client for this event loop and endpoint settings."""
+    loop = asyncio.get_running_loop()
+    proxies = tuple(sorted((credentials.proxies or {}).items()))
+    key = (id(loop), credentials.base_url, str(credentials.verify), proxies, credentials.timeout)
+    client = _SHARED.get(key)
+    if client is None or client.is_closed:
+        mounts = {
+            f"{scheme}://": httpx.AsyncHTTPTransport(proxy=url, verify=_verify(credentials)) for scheme, url in proxies
+        }
+        client = httpx.AsyncClient(
+            base_url=credentials.base_url,
+            verify=_verify(credentials),
+            mounts=mounts or None,
+            timeout=httpx.Timeout(credentials.timeout, connect=min(CONNECT_TIMEOUT, credentials.timeout)),
+            limits=httpx.Limits(max_connections=50, max_keepalive_connections=20),
+            follow_redirects=False,
+        )
+        _SHARED[key] = client
+    return client
+
+
+async def close_shared_clients() -> None:
+    """Close every pooled client of the running event loop (used when the last user leaves)."""
+    loop_id = id(asyncio.get_running_loop())
+    for key in [key for key in _SHARED if key[0] == loop_id]:
+        await _SHARED.pop(key).aclose()
+
+
+class AsyncDbtCloudClient:
+    """Async dbt Cloud calls for one account, over the process's pooled HTTP client."""
+
+    def __init__(self, credentials: CredentialsLike = None, *, retry: RetryPolicy | None = None) -> None:
+        self.credentials = resolve_credentials(credentials)
+        self.account_id = core.require_account(self.credentials)
+        self.retry = retry or RetryPolicy()
+        self._headers = core.auth_headers(self.credentials.api_token)
+
+    async def _send_once(self, request: ApiRequest) -> Any:
+        creds = self.credentials
+        try:
+            response = await shared_http_client(creds).request(
+                request.method, request.path, params=request.params, json=request.body, headers=self._headers
+            )
+        except httpx.TransportError as exc:
+            tls_failure = isinstance(exc, httpx.ConnectError) and "CERTIFICATE" in str(exc)
+            raise core.connection_error(
+                request, creds, exc, sent=not isinstance(exc, _NOT_SENT), transient=not tls_failure
+            ) from None
+        return core.parse_response(request, response.status_code, response.headers, response.content, creds)
+
+    async def send(self, request: ApiRequest, retry: RetryPolicy | None = None) -> Any:
+        """Send one request under the retry policy; returns the envelope."""
+        async for attempt in tenacity.AsyncRetrying(**(retry or self.retry).tenacity_kwargs(request)):
+            with attempt:
+                return await self._send_once(request)
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    async def get_run(self, run_id: int, include_related: Iterable[str] = ()) -> dict[str, Any]:
+        return dict((await self.send(core.get_run(self.account_id, run_id, include_related)))["data"])
+
+    async def list_runs_page(self, **filters: Any) -> list[dict[str, Any]]:
+        """One page (at most 100) of runs, e.g. ``pk__in=[...]`` for a batch of known run ids."""
+        items, _ = core.page_items(await self.send(core.list_runs(self.account_id, **filters)))
+        return items
+
+    async def cancel_run(self, run_id: int) -> dict[str, Any]:
+        return dict((await self.send(core.cancel_run(self.account_id, run_id)))["data"])
+
+    async def get_account(self) -> dict[str, Any]:
+        return dict((await self.send(core.get_account(self.account_id)))["data"])

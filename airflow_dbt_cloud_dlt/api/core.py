@@ -1,0 +1,462 @@
+"""The protocol core shared by the sync and async transports: pure functions, no I/O.
+
+It builds requests (paths with their exact trailing slashes), turns answers into values or typed errors,
+and decides what may be retried and after how long.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import json
+import logging
+import time
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import tenacity
+
+from .._version import __version__
+from .credentials import DEFAULT_CAUSE, LEGACY_HOSTS, DbtCloudCredentials, validate_id
+from .errors import (
+    DbtCloudAuthError,
+    DbtCloudBadResponseError,
+    DbtCloudConfigError,
+    DbtCloudConnectionError,
+    DbtCloudError,
+    DbtCloudNotFoundError,
+    DbtCloudPermissionError,
+    DbtCloudRateLimitError,
+    DbtCloudServerError,
+    DbtCloudValidationError,
+)
+
+log = logging.getLogger("airflow_dbt_cloud_dlt")
+
+USER_AGENT = f"airflow-dbt-cloud-dlt/{__version__}"
+MAX_CAUSE_LENGTH = 255
+MAX_PAGE_SIZE = 100
+#: dbt Cloud's trigger fields and their JSON types (openapi-v2.yaml, TriggerRunRequestRequest).
+TRIGGER_FIELD_TYPES: dict[str, type] = {
+    "cause": str, "git_sha": str, "git_branch": str, "schema_override": str, "dbt_version_override": str,
+    "target_name_override": str, "threads_override": int, "timeout_seconds_override": int,
+    "generate_docs_override": bool, "steps_override": list, "azure_pull_request_id": int,
+    "github_pull_request_id": int, "gitlab_merge_request_id": int, "non_native_pull_request_id": int,
+}  # fmt: skip
+Params = tuple[tuple[str, str], ...]
+
+
+@dataclass(frozen=True)
+class ApiRequest:
+    """One dbt Cloud API call, ready for any transport."""
+
+    method: str
+    path: str
+    what: str  # for messages, e.g. "run 123"
+    params: Params = ()
+    body: Mapping[str, Any] | None = None
+    raw: bool = False  # the answer is a file (artifacts), not the JSON envelope
+    #: a POST whose repetition can do harm (it may start a second dbt Cloud run)
+    creates_run: bool = field(default=False)
+
+    @property
+    def retry_safe(self) -> bool:
+        return not self.creates_run
+
+
+def auth_headers(token: str) -> dict[str, str]:
+    return {"Authorization": f"Token {token}", "Accept": "application/json", "User-Agent": USER_AGENT}
+
+
+def _v2(account_id: int, rest: str = "") -> str:
+    return f"/api/v2/accounts/{validate_id(account_id, 'account_id')}/{rest}"
+
+
+def _params(values: Mapping[str, Any]) -> Params:
+    """Query parameters with lists as repeated keys (dbt Cloud's documented array form); None is dropped."""
+    pairs: list[tuple[str, str]] = []
+    for key, value in values.items():
+        if value is None:
+            continue
+        items = value if isinstance(value, list | tuple | set | frozenset) else [value]
+        pairs.extend((key, str(item).lower() if isinstance(item, bool) else str(item)) for item in items)
+    return tuple(pairs)
+
+
+def _related(include_related: Iterable[str]) -> dict[str, str | None]:
+    names = ",".join(include_related)
+    return {"include_related": names or None}
+
+
+# --- request builders -------------------------------------------------------------------------------
+
+
+def build_trigger_body(credentials: DbtCloudCredentials, data: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """dlt's trigger body: cause, ``git_sha`` (which wins over ``git_branch``), ``schema_override``, then
+    every key of ``data`` merged over them."""
+    body: dict[str, Any] = {"cause": credentials.cause or DEFAULT_CAUSE}
+    if credentials.git_sha:
+        body["git_sha"] = credentials.git_sha
+    elif credentials.git_branch:
+        body["git_branch"] = credentials.git_branch
+    if credentials.schema_override:
+        body["schema_override"] = credentials.schema_override
+    body.update(data or {})
+    return body
+
+
+def validate_trigger_body(body: Mapping[str, Any]) -> dict[str, Any]:
+    """Check known trigger fields' types before sending, drop unset ones, and cut ``cause`` to 255 chars."""
+    clean = {key: value for key, value in body.items() if value is not None}
+    for key, value in clean.items():
+        expected = TRIGGER_FIELD_TYPES.get(key)
+        if expected is None:
+            continue  # new API fields pass through; dbt Cloud itself rejects unknown ones with a 400
+        ok = isinstance(value, expected) and not (expected is int and isinstance(value, bool))
+        if ok and expected is str and not value.strip():
+            ok = False
+        if ok and expected is list:
+            ok = bool(value) and all(isinstance(step, str) and step.strip() for step in value)
+        if not ok:
+            kind = {str: "a non-empty string", int: "an integer", bool: "true or false"}.get(
+                expected, "a non-empty list of dbt commands, such as ['dbt build -s my_model+']"
+            )
+            raise DbtCloudConfigError(
+                f"Invalid trigger field {key!r}: got {type(value).__name__} {value!r}, expected {kind}."
+            )
+    cause = str(clean.get("cause") or DEFAULT_CAUSE)
+    if len(cause) > MAX_CAUSE_LENGTH:
+        log.warning("The run cause is %d characters long; dbt Cloud allows 255, so it was cut.", len(cause))
+        cause = cause[:MAX_CAUSE_LENGTH]
+    clean["cause"] = cause
+    return clean
+
+
+def trigger_job_run(account_id: int, job_id: int, body: Mapping[str, Any]) -> ApiRequest:
+    job = validate_id(job_id, "job_id")
+    return ApiRequest(
+        "POST", _v2(account_id, f"jobs/{job}/run/"), f"trigger of job {job}",
+        body=validate_trigger_body(body), creates_run=True,
+    )  # fmt: skip
+
+
+def rerun_job(account_id: int, job_id: int) -> ApiRequest:
+    job = validate_id(job_id, "job_id")
+    return ApiRequest("POST", _v2(account_id, f"jobs/{job}/rerun/"), f"rerun of job {job}", creates_run=True)
+
+
+def get_run(account_id: int, run_id: int, include_related: Iterable[str] = ()) -> ApiRequest:
+    run = validate_id(run_id, "run_id")
+    return ApiRequest("GET", _v2(account_id, f"runs/{run}/"), f"run {run}", _params(_related(include_related)))
+
+
+def list_runs(
+    account_id: int,
+    *,
+    limit: int = MAX_PAGE_SIZE,
+    offset: int = 0,
+    order_by: str = "-id",
+    include_related: Iterable[str] = (),
+    **filters: Any,
+) -> ApiRequest:
+    """List runs; list-valued filters (``pk__in``, ``status__in``) are sent as repeated keys."""
+    for key in ("job_definition_id", "environment_id", "project_id"):
+        if filters.get(key) is not None:
+            filters[key] = validate_id(filters[key], key)
+    if filters.get("pk__in") is not None:
+        filters["pk__in"] = [validate_id(pk, "run_id") for pk in filters["pk__in"]]
+    limit = max(1, min(int(limit), MAX_PAGE_SIZE))
+    query = {**filters, **_related(include_related), "order_by": order_by, "limit": limit, "offset": offset}
+    return ApiRequest("GET", _v2(account_id, "runs/"), "runs", _params(query))
+
+
+def cancel_run(account_id: int, run_id: int) -> ApiRequest:
+    run = validate_id(run_id, "run_id")
+    return ApiRequest("POST", _v2(account_id, f"runs/{run}/cancel/"), f"cancel of run {run}")
+
+
+def list_run_artifacts(account_id: int, run_id: int, step: int | None = None) -> ApiRequest:
+    run = validate_id(run_id, "run_id")
+    return ApiRequest(
+        "GET", _v2(account_id, f"runs/{run}/artifacts/"), f"artifacts of run {run}", _params({"step": step})
+    )
+
+
+def get_run_artifact(account_id: int, run_id: int, path: str, step: int | None = None) -> ApiRequest:
+    run = validate_id(run_id, "run_id")
+    parts = path.strip("/").split("/")
+    if not path.strip("/") or any(part in ("", ".", "..") for part in parts):
+        raise DbtCloudConfigError(f"Invalid artifact path {path!r}: give a path such as 'run_results.json'.")
+    return ApiRequest(
+        "GET", _v2(account_id, f"runs/{run}/artifacts/{'/'.join(parts)}"), f"artifact {path} of run {run}",
+        _params({"step": step}), raw=True,
+    )  # fmt: skip
+
+
+def get_job(account_id: int, job_id: int) -> ApiRequest:
+    job = validate_id(job_id, "job_id")
+    return ApiRequest("GET", _v2(account_id, f"jobs/{job}/"), f"job {job}")
+
+
+def list_jobs(account_id: int, *, limit: int = MAX_PAGE_SIZE, offset: int = 0, **filters: Any) -> ApiRequest:
+    query = {**filters, "limit": max(1, min(int(limit), MAX_PAGE_SIZE)), "offset": offset}
+    return ApiRequest("GET", _v2(account_id, "jobs/"), "jobs", _params(query))
+
+
+def get_account(account_id: int) -> ApiRequest:
+    account = validate_id(account_id, "account_id")
+    return ApiRequest("GET", _v2(account), f"account {account}")
+
+
+def list_projects(account_id: int, *, limit: int = MAX_PAGE_SIZE, offset: int = 0, **filters: Any) -> ApiRequest:
+    account = validate_id(account_id, "account_id")
+    query = {**filters, "limit": limit, "offset": offset}
+    return ApiRequest("GET", f"/api/v3/accounts/{account}/projects/", "projects", _params(query))
+
+
+def list_environments(
+    account_id: int, project_id: int, *, limit: int = MAX_PAGE_SIZE, offset: int = 0, **filters: Any
+) -> ApiRequest:
+    account, project = validate_id(account_id, "account_id"), validate_id(project_id, "project_id")
+    return ApiRequest(
+        "GET", f"/api/v3/accounts/{account}/projects/{project}/environments/", f"environments of project {project}",
+        _params({**filters, "limit": limit, "offset": offset}),
+    )  # fmt: skip
+
+
+# --- answers ----------------------------------------------------------------------------------------
+
+
+def retry_after_seconds(headers: Mapping[str, str], now: float | None = None) -> float | None:
+    """Seconds asked for by ``Retry-After`` (seconds or HTTP-date form) or ``x-rate-limit-retry-after-seconds``."""
+    lowered = {key.lower(): value for key, value in headers.items()}
+    value = lowered.get("retry-after") or lowered.get("x-rate-limit-retry-after-seconds")
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, when.timestamp() - (time.time() if now is None else now))
+
+
+def _server_message(payload: Any) -> str:
+    status = payload.get("status") if isinstance(payload, dict) else None
+    if isinstance(status, dict):
+        parts = [status.get("user_message"), status.get("developer_message")]
+        return " ".join(str(p) for p in parts if p)
+    if isinstance(payload, dict) and payload.get("detail"):
+        return str(payload["detail"])
+    return ""
+
+
+def _snippet(body: bytes) -> str:
+    text = body[:200].decode("utf-8", "replace").strip()
+    return " ".join(text.split())
+
+
+def error_for_status(
+    request: ApiRequest, status: int, headers: Mapping[str, str], body: bytes, credentials: DbtCloudCredentials
+) -> DbtCloudError:
+    """The typed error for a non-2xx answer, with a message that says what to do."""
+    try:
+        payload: Any = json.loads(body) if body else None
+    except ValueError:
+        payload = None
+    said = _server_message(payload) or _snippet(body)
+    said_text = f' dbt Cloud said: "{said}"' if said else ""
+    where = f"{request.method} {request.path}"
+    host, account = credentials.host, credentials.account_id
+    kwargs: dict[str, Any] = {"status_code": status, "path": request.path}
+    if status == 401:
+        message = f"dbt Cloud refused the API token (HTTP 401) for the {request.what}.{said_text} Check the token."
+        if host in LEGACY_HOSTS:
+            message += (
+                f" The request went to the legacy host {host}: accounts now have their own access URL, such as "
+                "ab123.us1.dbt.com (dbt Cloud > Account settings > Access URLs), and a valid token sent to the "
+                "wrong host is refused like this. Set base_url (the connection's host) to that access URL."
+            )
+        return DbtCloudAuthError(message, **kwargs)
+    if status == 403:
+        return DbtCloudPermissionError(
+            f"dbt Cloud denied access to the {request.what} in account {account} (HTTP 403).{said_text} Check "
+            "that the account id is right (the number after /deploy/ in dbt Cloud URLs) and that the token's "
+            "permission set allows this (Job Admin or Job Runner to trigger runs).",
+            **kwargs,
+        )
+    if status == 404:
+        return DbtCloudNotFoundError(
+            f"The {request.what} was not found in dbt Cloud account {account} (HTTP 404).{said_text} Check the "
+            "id, the account id and the host, and that the token may see this object.",
+            **kwargs,
+        )
+    if status == 400:
+        fields = payload.get("data") if isinstance(payload, dict) else None
+        detail = json.dumps(fields) if fields else said
+        return DbtCloudValidationError(
+            f"dbt Cloud rejected the {request.what} as invalid (HTTP 400): {detail}. Fix the fields named here.",
+            field_errors=fields if isinstance(fields, dict) else {"detail": fields or said},
+            **kwargs,
+        )
+    if status == 429:
+        wait = retry_after_seconds(headers)
+        hint = (
+            f"it asked to wait {wait:.0f} s" if wait is not None else "dbt Cloud imposes a cooldown of up to 5 minutes"
+        )
+        return DbtCloudRateLimitError(
+            f"dbt Cloud rate-limited the {request.what} (HTTP 429): the account's 5,000 requests per minute are "
+            f"used up; {hint}. Poll less often or spread jobs out.",
+            retry_after=wait,
+            **kwargs,
+        )
+    if 300 <= status < 400:
+        return DbtCloudBadResponseError(
+            f"dbt Cloud answered {where} with a redirect (HTTP {status}) to {headers.get('Location', '?')!r}. "
+            "Set base_url (the connection's host) to your account's access URL.",
+            **kwargs,
+        )
+    if status >= 500:
+        return DbtCloudServerError(
+            f"dbt Cloud failed on the {request.what} (HTTP {status}).{said_text} This is usually temporary.",
+            **kwargs,
+        )
+    return DbtCloudError(f"dbt Cloud answered {where} with HTTP {status}.{said_text}", **kwargs)
+
+
+def parse_response(
+    request: ApiRequest,
+    status: int,
+    headers: Mapping[str, str],
+    body: bytes,
+    credentials: DbtCloudCredentials,
+) -> Any:
+    """The value of a dbt Cloud answer: the whole envelope (JSON calls) or the raw bytes (artifacts)."""
+    if not 200 <= status < 300:
+        error = error_for_status(request, status, headers, body, credentials)
+        raise _scrubbed(error, credentials.api_token)
+    if request.raw:
+        return body
+    try:
+        payload = json.loads(body)
+    except ValueError:
+        payload = None
+    if not isinstance(payload, dict) or "data" not in payload:
+        raise DbtCloudBadResponseError(
+            f"dbt Cloud answered the {request.what} with HTTP {status} but not with its JSON envelope "
+            f"(got {_snippet(body)!r}). Check that base_url points at the dbt Cloud API.",
+            status_code=status,
+            path=request.path,
+        )
+    return payload
+
+
+def _scrubbed(error: DbtCloudError, token: str) -> DbtCloudError:
+    """Make sure no echo of the token survives in a message built from a server's answer."""
+    if token and token in error.message:
+        error.message = error.message.replace(token, "***")
+        error.args = (error.message,)
+    return error
+
+
+def connection_error(request: ApiRequest, credentials: DbtCloudCredentials, exc: BaseException, *,
+                     sent: bool, transient: bool = True) -> DbtCloudConnectionError:  # fmt: skip
+    """The error for a request that got no answer."""
+    reason = type(exc).__name__
+    if not transient:
+        hint = "Check the TLS settings: set verify to a CA bundle path for a private certificate authority."
+    elif sent:
+        hint = "The request may have reached dbt Cloud."
+    else:
+        hint = f"Check the host {credentials.host!r} and the network (proxies, firewall)."
+    error = DbtCloudConnectionError(
+        f"No answer from dbt Cloud at {credentials.base_url} for the {request.what} ({reason}: "
+        f"{str(exc)[:200]}). {hint}",
+        request_sent=sent,
+        path=request.path,
+    )
+    error.transient = transient
+    return _scrubbed(error, credentials.api_token)  # type: ignore[return-value]
+
+
+# --- retries ----------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """When a failed request is sent again, and after how long.
+
+    Requests that read (GET) and cancels are retried on connection errors, timeouts, 429, 5xx and non-JSON
+    answers, with exponential backoff and jitter; ``Retry-After`` wins when the server sends it, up to
+    ``max_retry_after``. A trigger POST is retried only when it certainly did not start a run: on 429, or
+    when the connection could not even be opened.
+    """
+
+    max_attempts: int = 5
+    initial_wait: float = 1.0
+    max_wait: float = 30.0
+    max_retry_after: float = 300.0
+
+    def should_retry(self, request: ApiRequest, error: BaseException) -> bool:
+        if not isinstance(error, DbtCloudError) or not error.transient:
+            return False
+        if request.retry_safe:
+            return True
+        if isinstance(error, DbtCloudRateLimitError):
+            return True
+        return isinstance(error, DbtCloudConnectionError) and not error.request_sent
+
+    def wait_seconds(self, attempt: int, error: BaseException | None) -> float:
+        if isinstance(error, DbtCloudRateLimitError) and error.retry_after is not None:
+            return min(error.retry_after, self.max_retry_after)
+        backoff = tenacity.wait_exponential_jitter(
+            initial=self.initial_wait, max=self.max_wait, jitter=self.initial_wait
+        )
+        return float(backoff(_AttemptState(attempt)))  # type: ignore[arg-type]
+
+    def tenacity_kwargs(self, request: ApiRequest) -> dict[str, Any]:
+        """Arguments for ``tenacity.Retrying`` and ``tenacity.AsyncRetrying``: one policy for both transports."""
+
+        def wait(state: tenacity.RetryCallState) -> float:
+            error = state.outcome.exception() if state.outcome else None
+            return self.wait_seconds(state.attempt_number, error)
+
+        def before_sleep(state: tenacity.RetryCallState) -> None:
+            error = state.outcome.exception() if state.outcome else None
+            log.warning(
+                "%s Retrying in %.1f s (attempt %d of %d).",
+                error, state.upcoming_sleep, state.attempt_number + 1, self.max_attempts,
+            )  # fmt: skip
+
+        return {
+            "retry": tenacity.retry_if_exception(lambda error: self.should_retry(request, error)),
+            "wait": wait,
+            "stop": tenacity.stop_after_attempt(self.max_attempts),
+            "before_sleep": before_sleep,
+            "reraise": True,
+        }
+
+
+@dataclass(frozen=True)
+class _AttemptState:
+    attempt_number: int
+
+
+def page_items(envelope: Mapping[str, Any]) -> tuple[list[Any], int | None]:
+    """The items of one list page and the total count that dbt Cloud reports."""
+    items = envelope.get("data") or []
+    pagination = (envelope.get("extra") or {}).get("pagination") or {}
+    total = pagination.get("total_count")
+    return list(items), int(total) if total is not None else None
+
+
+def require_account(credentials: DbtCloudCredentials) -> int:
+    if credentials.account_id is None:
+        raise DbtCloudConfigError(
+            "No dbt Cloud account id: pass account_id in the credentials, set DBT_CLOUD__ACCOUNT_ID, or set the "
+            "Airflow connection's login. It is the number after /deploy/ in dbt Cloud URLs."
+        )
+    return credentials.account_id

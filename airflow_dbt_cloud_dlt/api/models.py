@@ -1,0 +1,52 @@
+"""Run status codes and the small, JSON-safe view of a run that crosses process boundaries."""
+
+from __future__ import annotations
+
+from enum import IntEnum
+from typing import Any
+
+
+class RunStatus(IntEnum):
+    """dbt Cloud run status codes."""
+
+    QUEUED = 1
+    STARTING = 2
+    RUNNING = 3
+    SUCCESS = 10
+    ERROR = 20
+    CANCELLED = 30
+
+    @property
+    def is_terminal(self) -> bool:
+        return self >= RunStatus.SUCCESS
+
+    @property
+    def event_name(self) -> str:
+        """The name used in trigger events and logs: ``queued`` … ``success``, ``error``, ``cancelled``."""
+        return self.name.lower()
+
+
+TERMINAL_STATUSES = frozenset(s for s in RunStatus if s.is_terminal)
+SUMMARY_KEYS = (
+    "id", "job_definition_id", "status", "status_humanized", "status_message", "href", "duration",
+    "run_duration", "created_at", "started_at", "finished_at", "in_progress", "is_success", "is_error",
+    "is_cancelled", "git_sha", "git_branch",
+)  # fmt: skip
+
+
+def run_status(run: dict[str, Any]) -> RunStatus:
+    """The run's status as an enum member."""
+    return RunStatus(int(run["status"]))
+
+
+def is_terminal(run: dict[str, Any]) -> bool:
+    return run_status(run).is_terminal
+
+
+def run_summary(run: dict[str, Any]) -> dict[str, Any]:
+    """A few JSON-safe fields of a run, small enough for trigger events, XCom and log lines."""
+    summary = {key: run.get(key) for key in SUMMARY_KEYS if key in run}
+    steps = run.get("run_steps") or []
+    if steps:
+        summary["steps"] = [{"index": s.get("index"), "name": s.get("name"), "status": s.get("status")} for s in steps]
+    return summary

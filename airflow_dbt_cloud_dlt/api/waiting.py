@@ -1,0 +1,52 @@
+"""Waiting for a run to finish, by polling. Only dbt Cloud's own final status ends the wait."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from .client import DbtCloudClient
+from .core import log
+from .errors import DbtCloudError, DbtCloudRunTimeoutError
+from .models import is_terminal
+
+
+def wait_for_run(
+    client: DbtCloudClient,
+    run_id: int,
+    *,
+    poll_interval: float,
+    timeout: float | None = None,
+    include_related: Iterable[str] = (),
+    on_poll: Callable[[dict[str, Any]], None] | None = None,
+    sleep: Callable[[float], None] = time.sleep,
+) -> dict[str, Any]:
+    """Poll ``run_id`` every ``poll_interval`` seconds until it is terminal, and return it.
+
+    Transient failures to read the run (429, 5xx, resets, timeouts) are logged and waited out: failing to
+    observe a run is not a dbt failure. Raises :class:`DbtCloudRunTimeoutError` after ``timeout`` seconds.
+    """
+    deadline = None if timeout is None else time.monotonic() + timeout
+    run: dict[str, Any] | None = None
+    while True:
+        try:
+            run = client.get_run(run_id, include_related)
+        except DbtCloudError as error:
+            if not error.transient:
+                raise
+            log.warning("Could not read run %s (%s); still waiting for it.", run_id, error)
+        else:
+            if on_poll is not None:
+                on_poll(run)
+            if is_terminal(run):
+                return run
+        remaining = None if deadline is None else deadline - time.monotonic()
+        if remaining is not None and remaining <= 0:
+            status = run.get("status_humanized", "unknown") if run else "unknown"
+            raise DbtCloudRunTimeoutError(
+                f"dbt Cloud run {run_id} did not finish within {timeout:g} s (last status: {status}).",
+                run_id=run_id,
+                run=run,
+            )
+        sleep(max(0.0, poll_interval if remaining is None else min(poll_interval, remaining)))
