@@ -19,6 +19,8 @@ from . import core
 from .client import CONNECT_TIMEOUT
 from .core import ApiRequest, RetryPolicy
 from .credentials import CredentialsLike, DbtCloudCredentials, resolve_credentials
+from .errors import DbtCloudRateLimitError
+from .ratelimit import budget_for
 
 _NOT_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
 _SHARED: dict[tuple[Any, ...], httpx.AsyncClient] = {}
@@ -66,10 +68,14 @@ class AsyncDbtCloudClient:
         self.credentials = resolve_credentials(credentials)
         self.account_id = core.require_account(self.credentials)
         self.retry = retry or RetryPolicy()
+        self._budget = budget_for(self.credentials.base_url, self.account_id)
         self._headers = core.auth_headers(self.credentials.api_token)
 
     async def _send_once(self, request: ApiRequest) -> Any:
         creds = self.credentials
+        wait = self._budget.reserve()
+        if wait > 0:
+            await asyncio.sleep(wait)
         try:
             response = await shared_http_client(creds).request(
                 request.method, request.path, params=request.params, json=request.body, headers=self._headers
@@ -79,7 +85,11 @@ class AsyncDbtCloudClient:
             raise core.connection_error(
                 request, creds, exc, sent=not isinstance(exc, _NOT_SENT), transient=not tls_failure
             ) from None
-        return core.parse_response(request, response.status_code, response.headers, response.content, creds)
+        try:
+            return core.parse_response(request, response.status_code, response.headers, response.content, creds)
+        except DbtCloudRateLimitError as error:
+            self._budget.pause(error.retry_after)
+            raise
 
     async def send(self, request: ApiRequest, retry: RetryPolicy | None = None) -> Any:
         """Send one request under the retry policy; returns the envelope."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterable, Iterator, Mapping
 from types import TracebackType
 from typing import Any
@@ -13,6 +14,8 @@ import urllib3.exceptions
 from . import core
 from .core import ApiRequest, RetryPolicy
 from .credentials import CredentialsLike, DbtCloudCredentials, resolve_credentials
+from .errors import DbtCloudConfigError, DbtCloudRateLimitError
+from .ratelimit import budget_for
 
 CONNECT_TIMEOUT = 10.0
 
@@ -38,6 +41,7 @@ class DbtCloudClient:
         self.credentials: DbtCloudCredentials = resolve_credentials(credentials)
         self.account_id = core.require_account(self.credentials)
         self.retry = retry or RetryPolicy()
+        self._budget = budget_for(self.credentials.base_url, self.account_id)
         self._session = session or requests.Session()
         self._session.headers.update(core.auth_headers(self.credentials.api_token))
         self._session.verify = self.credentials.verify
@@ -59,6 +63,9 @@ class DbtCloudClient:
 
     def _send_once(self, request: ApiRequest) -> Any:
         creds = self.credentials
+        wait = self._budget.reserve()
+        if wait > 0:
+            time.sleep(wait)
         try:
             response = self._session.request(
                 request.method,
@@ -72,7 +79,11 @@ class DbtCloudClient:
             raise core.connection_error(request, creds, exc, sent=False, transient=False) from None
         except (requests.ConnectionError, requests.Timeout) as exc:
             raise core.connection_error(request, creds, exc, sent=not _not_sent(exc)) from None
-        return core.parse_response(request, response.status_code, response.headers, response.content, creds)
+        try:
+            return core.parse_response(request, response.status_code, response.headers, response.content, creds)
+        except DbtCloudRateLimitError as error:
+            self._budget.pause(error.retry_after)
+            raise
 
     def send(self, request: ApiRequest) -> Any:
         """Send one request under the retry policy; returns the envelope (or bytes for artifacts)."""
@@ -149,3 +160,27 @@ class DbtCloudClient:
 
     def get_account(self) -> dict[str, Any]:
         return dict(self._data(core.get_account(self.account_id)))
+
+    def find_job(self, project_name: str, environment_name: str, job_name: str) -> dict[str, Any]:
+        """The one job with exactly these project, environment and job names."""
+        project = _exactly_one(self.list_projects(name__icontains=project_name), "project", project_name)
+        environment = _exactly_one(
+            self.list_environments(project["id"], name=environment_name), "environment", environment_name
+        )
+        return _exactly_one(
+            self.list_jobs(project_id=project["id"], environment_id=environment["id"], name__icontains=job_name),
+            "job",
+            job_name,
+        )
+
+
+def _exactly_one(items: list[dict[str, Any]], kind: str, name: str) -> dict[str, Any]:
+    matches = [item for item in items if item.get("name") == name]
+    if len(matches) != 1:
+        found = sorted({str(item.get("name")) for item in items})
+        problem = "No" if not matches else f"{len(matches)}"
+        raise DbtCloudConfigError(
+            f"{problem} dbt Cloud {kind} named exactly {name!r} (close matches: {found or 'none'}). "
+            f"Check the name, or pass the {kind}'s id instead."
+        )
+    return matches[0]

@@ -1,0 +1,162 @@
+"""One poller per account in a process: many waiting runs, few API requests.
+
+Every waiter for the same (event loop, host, account, token) registers its run id with one
+:class:`RunPoller`. On each tick the poller reads all registered runs with the list endpoint's ``pk__in``
+filter, 100 runs per request, and wakes exactly the waiters whose run reached a terminal state. Requests
+therefore grow with the number of accounts, not with the number of runs. If the server rejects ``pk__in``,
+or a run is missing from the answer, that run is read with a plain GET instead (logged once).
+
+All state lives in memory and is rebuilt by the waiters themselves, so a triggerer restart loses nothing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from .aio import AsyncDbtCloudClient, close_shared_clients
+from .core import MAX_PAGE_SIZE, RetryPolicy, log
+from .credentials import DbtCloudCredentials
+from .errors import DbtCloudError, DbtCloudValidationError
+from .models import is_terminal
+
+#: Polls retry briefly: the next tick is itself a retry.
+POLL_RETRY = RetryPolicy(max_attempts=3, initial_wait=0.5, max_wait=5.0)
+
+
+@dataclass(eq=False)
+class _Waiter:
+    run_id: int
+    poll_interval: float
+    future: asyncio.Future[dict[str, Any]] = field(repr=False)
+
+
+class RunPoller:
+    """Polls the runs of one account on behalf of every waiter in this event loop."""
+
+    def __init__(self, key: tuple[Any, ...], credentials: DbtCloudCredentials) -> None:
+        self._key = key
+        self._client = AsyncDbtCloudClient(credentials, retry=POLL_RETRY)
+        self._waiters: set[_Waiter] = set()
+        self._task: asyncio.Task[None] | None = None
+        self._interval_changed = asyncio.Event()
+        self._pk_in_supported = True
+        self._reported_missing: set[int] = set()
+
+    @property
+    def run_ids(self) -> set[int]:
+        return {waiter.run_id for waiter in self._waiters}
+
+    def _interval(self) -> float:
+        return min((w.poll_interval for w in self._waiters), default=0.0)
+
+    async def wait(self, run_id: int, poll_interval: float) -> dict[str, Any]:
+        """Return the run once it is terminal. Cancelling the caller unregisters it."""
+        waiter = _Waiter(run_id, max(0.1, poll_interval), asyncio.get_running_loop().create_future())
+        if self._waiters and waiter.poll_interval < self._interval():
+            self._interval_changed.set()
+        self._waiters.add(waiter)
+        if self._task is None or self._task.done():
+            self._task = asyncio.create_task(self._loop(), name=f"dbt-cloud-poller-{self._key[2]}")
+        try:
+            return await waiter.future
+        finally:
+            self._waiters.discard(waiter)
+            if not self._waiters:
+                await self._stop()
+
+    async def _stop(self) -> None:
+        if _POLLERS.get(self._key) is self:
+            del _POLLERS[self._key]
+        if self._task is not None and self._task is not asyncio.current_task():
+            self._task.cancel()
+        if not any(key[0] == self._key[0] for key in _POLLERS):
+            await close_shared_clients()
+
+    async def _loop(self) -> None:
+        while self._waiters:
+            started = time.monotonic()
+            try:
+                await self._poll_once()
+            except Exception:  # never let one bad tick kill the poller and strand its waiters
+                log.exception("dbt Cloud poller tick failed; trying again next tick.")
+            self._interval_changed.clear()
+            delay = self._interval() - (time.monotonic() - started)
+            if delay > 0:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._interval_changed.wait(), timeout=delay)
+
+    async def _poll_once(self) -> None:
+        run_ids = sorted(self.run_ids)
+        found: dict[int, dict[str, Any]] = {}
+        unread: set[int] = set()
+        if self._pk_in_supported:
+            for start in range(0, len(run_ids), MAX_PAGE_SIZE):
+                chunk = run_ids[start : start + MAX_PAGE_SIZE]
+                try:
+                    runs = await self._client.list_runs_page(pk__in=chunk, limit=MAX_PAGE_SIZE, order_by="id")
+                except DbtCloudValidationError as error:
+                    log.warning("dbt Cloud rejected pk__in (%s); reading each run with its own GET.", error)
+                    self._pk_in_supported = False
+                    break
+                except DbtCloudError as error:
+                    self._handle_error(chunk, error, unread)
+                    continue
+                found.update((run["id"], run) for run in runs if run.get("id") in chunk)
+        missing = [run_id for run_id in run_ids if run_id not in found and run_id not in unread]
+        if missing and self._pk_in_supported:
+            new = [run_id for run_id in missing if run_id not in self._reported_missing]
+            if new:
+                log.warning("Runs %s were missing from the batched answer; reading them one by one.", new)
+                self._reported_missing.update(new)
+        results = await asyncio.gather(*(self._client.get_run(run_id) for run_id in missing), return_exceptions=True)
+        for run_id, result in zip(missing, results, strict=True):
+            if isinstance(result, DbtCloudError):
+                self._handle_error([run_id], result, unread)
+            elif isinstance(result, BaseException):
+                raise result
+            else:
+                found[run_id] = result
+        for run_id, run in found.items():
+            if is_terminal(run):
+                self._resolve(run_id, run)
+
+    def _handle_error(self, run_ids: list[int], error: DbtCloudError, unread: set[int]) -> None:
+        """Transient errors wait for the next tick; others (401, 403, 404) end the affected waits."""
+        unread.update(run_ids)
+        if error.transient:
+            log.warning("Could not read dbt Cloud runs this tick (%s); will try again.", error)
+            return
+        for waiter in [w for w in self._waiters if w.run_id in run_ids]:
+            if not waiter.future.done():
+                waiter.future.set_exception(error)
+
+    def _resolve(self, run_id: int, run: dict[str, Any]) -> None:
+        for waiter in [w for w in self._waiters if w.run_id == run_id]:
+            if not waiter.future.done():
+                waiter.future.set_result(run)
+
+
+_POLLERS: dict[tuple[Any, ...], RunPoller] = {}
+
+
+def poller_for(credentials: DbtCloudCredentials) -> RunPoller:
+    """The running event loop's poller for these credentials' account."""
+    key = (id(asyncio.get_running_loop()), credentials.base_url, credentials.account_id, credentials.api_token)
+    poller = _POLLERS.get(key)
+    if poller is None:
+        poller = _POLLERS[key] = RunPoller(key, credentials)
+    return poller
+
+
+async def wait_for_run_async(
+    credentials: DbtCloudCredentials, run_id: int, *, poll_interval: float, timeout: float | None = None
+) -> dict[str, Any]:
+    """Wait on the shared poller until the run is terminal; raises ``TimeoutError`` after ``timeout`` s."""
+    waiting = poller_for(credentials).wait(run_id, poll_interval)
+    if timeout is None:
+        return await waiting
+    return await asyncio.wait_for(waiting, timeout=max(0.0, timeout))

@@ -1,0 +1,93 @@
+"""Human-readable lines about runs: progress while waiting, and why a run failed.
+
+Only tails are shown: the last lines of the failed step's log and a bounded list of failed nodes.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from .client import DbtCloudClient
+from .core import log
+from .errors import DbtCloudError
+from .models import RunStatus
+
+LOG_TAIL_LINES = 50
+MAX_FAILED_NODES = 20
+_FAILED_NODE_STATUSES = ("error", "fail", "runtime error")
+
+
+def run_url(run: dict[str, Any], base_url: str) -> str:
+    """The run's page in dbt Cloud (``href`` when the API gives one)."""
+    href = run.get("href")
+    if href:
+        return str(href)
+    return f"{base_url}/deploy/{run.get('account_id')}/projects/{run.get('project_id')}/runs/{run.get('id')}/"
+
+
+def progress_line(run: dict[str, Any]) -> str:
+    """One line: status, the running step out of how many, elapsed time, and the run URL."""
+    parts = [f"dbt Cloud run {run.get('id')}: {run.get('status_humanized') or RunStatus(run['status']).name.title()}"]
+    steps = run.get("run_steps") or []
+    current = next((s for s in steps if s.get("status") in (RunStatus.STARTING, RunStatus.RUNNING)), None)
+    if current is not None:
+        parts.append(f"step {current.get('index')}/{len(steps)} {current.get('name')!r}")
+    if run.get("duration"):
+        parts.append(f"{run['duration']} elapsed")
+    if run.get("href"):
+        parts.append(str(run["href"]))
+    return ", ".join(parts)
+
+
+def _tail(text: str, lines: int = LOG_TAIL_LINES) -> str:
+    return "\n".join(text.rstrip().splitlines()[-lines:])
+
+
+def failed_nodes(run_results: bytes) -> list[str]:
+    """``unique_id: message`` of the nodes that failed, from a ``run_results.json``."""
+    try:
+        results = json.loads(run_results).get("results") or []
+    except (ValueError, AttributeError):
+        return []
+    nodes = [
+        f"{r.get('unique_id')}: {(r.get('message') or r.get('status'))}"
+        for r in results
+        if str(r.get("status", "")).lower() in _FAILED_NODE_STATUSES
+    ]
+    if len(nodes) > MAX_FAILED_NODES:
+        nodes = [*nodes[:MAX_FAILED_NODES], f"... and {len(nodes) - MAX_FAILED_NODES} more"]
+    return nodes
+
+
+def failure_report(client: DbtCloudClient, run_id: int) -> str:
+    """Why a run failed: its status message, the failed step with its log tail, and the failed nodes.
+
+    Reading the details is best effort: if the API cannot be read, the report says so instead of hiding
+    the failure behind an API error.
+    """
+    try:
+        run = client.get_run(run_id, include_related=("run_steps",))
+    except DbtCloudError as error:
+        return f"dbt Cloud run {run_id} failed; its details could not be read ({error})."
+    status = run.get("status_humanized") or RunStatus(run["status"]).name.title()
+    lines = [f"dbt Cloud run {run_id} ended with status {status}."]
+    if run.get("status_message"):
+        lines.append(f"Status message: {run['status_message']}")
+    steps = run.get("run_steps") or []
+    failed = next((s for s in steps if s.get("status") == RunStatus.ERROR), None)
+    if failed is not None:
+        lines.append(f"Failed step {failed.get('index')}/{len(steps)}: {failed.get('name')}")
+        logs = failed.get("logs") or failed.get("truncated_debug_logs") or ""
+        if logs:
+            lines.append(f"Last {LOG_TAIL_LINES} lines of its log:\n{_tail(logs)}")
+    try:
+        artifact = client.get_run_artifact(run_id, "run_results.json", step=failed.get("index") if failed else None)
+    except DbtCloudError as error:
+        log.info("No run_results.json for run %s (%s).", run_id, error.status_code or error)
+    else:
+        nodes = failed_nodes(artifact)
+        if nodes:
+            lines.append("Failed nodes:\n" + "\n".join(f"  - {node}" for node in nodes))
+    lines.append(f"Run: {run_url(run, client.credentials.base_url)}")
+    return "\n".join(lines)
