@@ -1,0 +1,46 @@
+"""DAG factory for the tests. It lives in the dags folder because Airflow 3.3's ``dag.test()`` only runs
+DAGs whose file is inside ``[core] dags_folder``. Importing this file defines no DAG by itself."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from airflow_dbt_cloud_dlt.operators import RunDbtCloudJobOperator
+from airflow_dbt_cloud_dlt.sensors import DbtCloudRunSensor
+
+try:
+    from airflow.sdk import DAG
+except ImportError:  # Airflow 2
+    from airflow import DAG  # type: ignore[no-redef,attr-defined,unused-ignore]
+
+
+def operator_dag(dag_id: str, **operator_kwargs: Any) -> DAG:
+    """One ``RunDbtCloudJobOperator`` task named ``dbt``."""
+    with DAG(dag_id, schedule=None, start_date=datetime(2026, 1, 1), catchup=False) as dag:
+        RunDbtCloudJobOperator(task_id="dbt", **operator_kwargs)
+    return dag
+
+
+def sensor_dag(dag_id: str, **sensor_kwargs: Any) -> DAG:
+    """One ``DbtCloudRunSensor`` task named ``wait``."""
+    with DAG(dag_id, schedule=None, start_date=datetime(2026, 1, 1), catchup=False) as dag:
+        DbtCloudRunSensor(task_id="wait", **sensor_kwargs)
+    return dag
+
+
+def _from_environment() -> None:
+    """Define the DAGs that a test announced in ``DBT_TEST_DAGS`` (JSON: dag_id -> [kind, kwargs]).
+
+    ``dag.test()`` parses the dags folder and refuses DAGs it did not find there, so each test publishes
+    the DAG it builds here too, with the same arguments.
+    """
+    import json
+    import os
+
+    factories = {"operator": operator_dag, "sensor": sensor_dag}
+    for dag_id, (kind, kwargs) in json.loads(os.environ.get("DBT_TEST_DAGS", "{}")).items():
+        globals()[dag_id] = factories[kind](dag_id, **kwargs)
+
+
+_from_environment()

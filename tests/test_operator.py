@@ -1,0 +1,158 @@
+"""RunDbtCloudJobOperator in real Airflow (``dag.test()``) against the emulator."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import logging
+from typing import Any
+
+import pytest
+from conftest import TOKEN
+from dbt_test_dags import operator_dag
+
+from airflow_dbt_cloud_dlt.testing import JobScript, StepScript
+
+pytestmark = pytest.mark.usefixtures("airflow_db", "airflow_conn")
+_ids = itertools.count()
+
+RUN_RESULTS = {
+    "results": [
+        {"unique_id": "model.shop.orders", "status": "success", "message": "OK"},
+        {"unique_id": "model.shop.revenue", "status": "error", "message": "Database Error: division by zero"},
+    ]
+}
+
+
+def run_dag(**operator_kwargs: Any) -> Any:
+    """Run a one-task DAG with ``dag.test()`` and return its ``dbt`` task instance."""
+    dag_id = f"op_{next(_ids)}"
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("DBT_TEST_DAGS", json.dumps({dag_id: ["operator", operator_kwargs]}))
+        dag_run = operator_dag(dag_id, **operator_kwargs).test()
+    (ti,) = [ti for ti in dag_run.get_task_instances() if ti.task_id == "dbt"]
+    return ti
+
+
+def xcom(ti: Any, key: str) -> Any:
+    """An XCom value of the task instance, read from the metadata DB (Airflow 3 and 2)."""
+    try:
+        from airflow.models.xcom import XComModel as XCom
+    except ImportError:  # Airflow 2
+        from airflow.models.xcom import XCom  # type: ignore[no-redef,attr-defined,unused-ignore]
+
+    from airflow.utils.session import create_session
+
+    query = XCom.get_many(dag_ids=ti.dag_id, task_ids=ti.task_id, run_id=ti.run_id, key=key)
+    with create_session() as session:
+        rows = session.scalars(query).all() if not hasattr(query, "all") else query.with_session(session).all()
+        return XCom.deserialize_value(rows[0]) if rows else None
+
+
+def output(capfd: pytest.CaptureFixture[str], caplog: pytest.LogCaptureFixture) -> str:
+    """Everything the task logged: Airflow 3 logs to stdout through structlog, Airflow 2 to logging."""
+    out, err = capfd.readouterr()
+    return out + err + caplog.text
+
+
+def trigger_bodies(emulator: Any) -> list[dict[str, Any]]:
+    return [r.body for r in emulator.requests if r.method == "POST" and r.path.endswith("/run/")]
+
+
+@pytest.mark.parametrize("deferrable", [False, True], ids=["blocking", "deferred"])
+def test_success_pushes_run_id_and_url_and_sends_the_overrides(emulator: Any, deferrable: bool) -> None:
+    emulator.add_job(JobScript(job_id=11, account_id=1, run_seconds=0.5))
+    ti = run_dag(
+        job_id="11", deferrable=deferrable, poll_interval=0.2, steps_override=["dbt build -s orders+"],
+        threads_override="8", git_branch="main", generate_docs_override="true", data={"target_name_override": "ci"},
+    )  # fmt: skip
+
+    assert ti.state == "success"
+    (run_id,) = emulator.runs
+    assert emulator.get_run(run_id)["status"] == 10
+    assert int(xcom(ti, "run_id")) == run_id
+    assert str(run_id) in xcom(ti, "run_url")
+    (body,) = trigger_bodies(emulator)
+    assert body["steps_override"] == ["dbt build -s orders+"]
+    assert body["threads_override"] == 8 and body["generate_docs_override"] is True
+    assert body["git_branch"] == "main" and body["target_name_override"] == "ci"
+    assert body["cause"].startswith(f"Triggered by Airflow: {ti.dag_id}.dbt, run ")
+    assert "[af:" in body["cause"] and len(body["cause"]) <= 255
+
+
+def test_job_found_by_names(emulator: Any) -> None:
+    emulator.add_job(
+        JobScript(job_id=12, account_id=1, name="nightly", project_name="analytics", environment_name="prod",
+                  run_seconds=0.1)
+    )  # fmt: skip
+    emulator.add_job(
+        JobScript(job_id=13, account_id=1, name="nightly-full", project_name="analytics", environment_name="prod")
+    )
+    ti = run_dag(project_name="analytics", environment_name="prod", job_name="nightly", poll_interval=0.1)
+    assert ti.state == "success"
+    assert [run["job_definition_id"] for run in emulator.runs.values()] == [12]
+
+
+@pytest.mark.parametrize("deferrable", [False, True], ids=["blocking", "deferred"])
+def test_failed_run_fails_the_task_and_says_why(
+    emulator: Any, deferrable: bool, capfd: pytest.CaptureFixture[str], caplog: pytest.LogCaptureFixture
+) -> None:
+    log_lines = "\n".join(f"line {i}" for i in range(120)) + "\nDatabase Error in model revenue"
+    emulator.add_job(
+        JobScript(
+            job_id=21, account_id=1, run_seconds=0.4, outcome="error", run_results=RUN_RESULTS,
+            steps=[StepScript(name="Clone git repository"),
+                   StepScript(name="Invoke dbt with `dbt build`", logs=log_lines, outcome="error")],
+        )
+    )  # fmt: skip
+    with caplog.at_level(logging.INFO):
+        ti = run_dag(job_id=21, deferrable=deferrable, poll_interval=0.2, retries=0)
+
+    assert ti.state == "failed"
+    text = output(capfd, caplog)
+    assert "Failed step 2/2: Invoke dbt with `dbt build`" in text
+    assert "Database Error in model revenue" in text and "line 119" in text
+    assert "line 69" not in text.split("Failed step")[1]  # only the tail (last 50 lines) of the step log
+    assert "model.shop.revenue: Database Error: division by zero" in text
+    assert "model.shop.orders" not in text.split("Failed nodes")[1]
+    assert TOKEN not in text
+
+
+@pytest.mark.parametrize("deferrable", [False, True], ids=["blocking", "deferred"])
+def test_cancelled_run_fails_the_task(emulator: Any, deferrable: bool) -> None:
+    emulator.add_job(JobScript(job_id=22, account_id=1, run_seconds=0.3, outcome="cancelled"))
+    assert run_dag(job_id=22, deferrable=deferrable, poll_interval=0.1, retries=0).state == "failed"
+
+
+@pytest.mark.parametrize("deferrable", [False, True], ids=["blocking", "deferred"])
+def test_timeout_cancels_the_run_and_fails(
+    emulator: Any, deferrable: bool, capfd: pytest.CaptureFixture[str], caplog: pytest.LogCaptureFixture
+) -> None:
+    emulator.add_job(JobScript(job_id=31, account_id=1, run_seconds=60))
+    with caplog.at_level(logging.INFO):
+        ti = run_dag(job_id=31, deferrable=deferrable, poll_interval=0.2, timeout=1.0, retries=0)
+
+    assert ti.state == "failed"
+    (run,) = emulator.runs.values()
+    assert run["status"] == 30 and run["status_message"] == "Cancelled by user."
+    text = output(capfd, caplog)
+    assert "did not finish within" in text and "The run was cancelled" in text
+
+
+def test_no_wait_returns_right_after_the_trigger(emulator: Any) -> None:
+    emulator.add_job(JobScript(job_id=41, account_id=1, run_seconds=60))
+    ti = run_dag(job_id=41, wait_for_termination=False)
+    assert ti.state == "success"
+    (run,) = emulator.runs.values()
+    assert run["in_progress"] is True
+    assert int(xcom(ti, "return_value")) == run["id"]
+
+
+def test_unknown_job_fails_with_a_clear_message(
+    emulator: Any, capfd: pytest.CaptureFixture[str], caplog: pytest.LogCaptureFixture
+) -> None:
+    with caplog.at_level(logging.INFO):
+        ti = run_dag(job_id=999, retries=0)
+    assert ti.state == "failed"
+    assert "job 999 was not found" in output(capfd, caplog)
+    assert emulator.runs == {}
