@@ -8,6 +8,7 @@ try:  # Airflow 3
         AirflowException,
         AirflowFailException,
         AirflowSensorTimeout,
+        AirflowSkipException,
     )
     from airflow.sdk.execution_time.xcom import XCom
     from airflow.sdk.log import mask_secret
@@ -18,6 +19,7 @@ except ImportError:  # Airflow 2.11
         AirflowException,
         AirflowFailException,
         AirflowSensorTimeout,
+        AirflowSkipException,
     )
     from airflow.hooks.base import BaseHook  # type: ignore[no-redef,attr-defined,unused-ignore]
     from airflow.models.baseoperator import BaseOperator  # type: ignore[no-redef,attr-defined,unused-ignore]
@@ -30,6 +32,6 @@ except ImportError:  # Airflow 2.11
     AIRFLOW_3 = False
 
 __all__ = [
-    "AIRFLOW_3", "AirflowException", "AirflowFailException", "AirflowSensorTimeout", "BaseHook", "BaseOperator",
+    "AIRFLOW_3", "AirflowException", "AirflowFailException", "AirflowSensorTimeout", "AirflowSkipException", "BaseHook", "BaseOperator",
     "BaseOperatorLink", "BaseSensorOperator", "Context", "XCom", "mask_secret",
 ]  # fmt: skip

@@ -6,7 +6,14 @@ from collections.abc import Sequence
 from datetime import timedelta
 from typing import Any
 
-from ._compat import AirflowException, AirflowFailException, AirflowSensorTimeout, BaseSensorOperator, Context
+from ._compat import (
+    AirflowException,
+    AirflowFailException,
+    AirflowSensorTimeout,
+    AirflowSkipException,
+    BaseSensorOperator,
+    Context,
+)
 
 
 class DbtCloudRunSensor(BaseSensorOperator):
@@ -53,8 +60,13 @@ class DbtCloudRunSensor(BaseSensorOperator):
     def execute(self, context: Context) -> Any:
         if not self.deferrable:
             return super().execute(context)
-        if self.poke(context):
-            return None
+        try:
+            if self.poke(context):  # already finished: no need to defer
+                return None
+        except AirflowFailException as error:
+            if self.soft_fail:  # BaseSensorOperator applies soft_fail only to its own poke loop
+                raise AirflowSkipException(f"Skipping due to soft_fail: {error}") from error
+            raise
         from .triggers import DbtCloudRunTrigger
 
         timeout = self.timeout.total_seconds() if isinstance(self.timeout, timedelta) else self.timeout

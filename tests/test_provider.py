@@ -1,0 +1,51 @@
+"""Provider registration: schema-valid provider info, discovery by Airflow, lazy imports."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from importlib import resources
+
+import jsonschema
+
+from airflow_dbt_cloud_dlt.provider_info import get_provider_info
+
+
+def test_provider_info_is_valid_for_airflow() -> None:
+    schema = json.loads(resources.files("airflow").joinpath("provider_info.schema.json").read_text())
+    info = get_provider_info()
+    jsonschema.validate(info, schema)
+    (conn_type,) = info["connection-types"]
+    assert conn_type["connection-type"] == "dbt_cloud_dlt"  # not "dbt_cloud": both providers can coexist
+
+
+def test_airflow_discovers_the_provider() -> None:
+    from airflow.providers_manager import ProvidersManager
+
+    manager = ProvidersManager()
+    assert "airflow-dbt-cloud-dlt" in manager.providers
+    assert "airflow_dbt_cloud_dlt.links.DbtCloudRunLink" in manager.extra_links_class_names
+    hook = manager.hooks["dbt_cloud_dlt"]
+    assert hook is not None and hook.hook_class_name == "airflow_dbt_cloud_dlt.hooks.DbtCloudHook"
+
+
+def test_providers_list_cli_shows_the_package() -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "airflow", "providers", "list", "-o", "json"],
+        capture_output=True, text=True, timeout=120, env=dict(os.environ),
+    )  # fmt: skip
+    assert "airflow-dbt-cloud-dlt" in result.stdout, result.stderr[-2000:]
+
+
+def test_importing_the_package_and_helpers_does_not_import_airflow() -> None:
+    code = (
+        "import sys, airflow_dbt_cloud_dlt\n"
+        "from airflow_dbt_cloud_dlt import run_dbt_cloud_job, get_dbt_cloud_run_status\n"
+        "from airflow_dbt_cloud_dlt import provider_info\n"
+        "provider_info.get_provider_info()\n"
+        "print(sorted(m for m in sys.modules if m == 'airflow' or m.startswith('airflow.')))"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True)
+    assert result.stdout.strip() == "[]"

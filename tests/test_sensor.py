@@ -1,0 +1,58 @@
+"""DbtCloudRunSensor in real Airflow (``dag.test()``), poking and deferred."""
+
+from __future__ import annotations
+
+import itertools
+import json
+from typing import Any
+
+import pytest
+import requests
+from conftest import TOKEN
+from dbt_test_dags import sensor_dag
+
+from airflow_dbt_cloud_dlt.testing import JobScript
+
+pytestmark = pytest.mark.usefixtures("airflow_db", "airflow_conn")
+_ids = itertools.count()
+
+
+def start_run(emulator: Any, job_id: int, **script: Any) -> int:
+    emulator.add_job(JobScript(job_id=job_id, account_id=1, **script))
+    response = requests.post(
+        f"{emulator.base_url}/api/v2/accounts/1/jobs/{job_id}/run/",
+        json={"cause": "started elsewhere"},
+        headers={"Authorization": f"Token {TOKEN}"},
+        timeout=5,
+    )
+    return int(response.json()["data"]["id"])
+
+
+def run_sensor(**kwargs: Any) -> str:
+    dag_id = f"sensor_{next(_ids)}"
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("DBT_TEST_DAGS", json.dumps({dag_id: ["sensor", kwargs]}))
+        dag_run = sensor_dag(dag_id, **kwargs).test()
+    (ti,) = dag_run.get_task_instances()
+    return str(ti.state)
+
+
+@pytest.mark.parametrize("deferrable", [False, True], ids=["poke", "deferred"])
+def test_waits_for_success(emulator: Any, deferrable: bool) -> None:
+    run_id = start_run(emulator, 1, run_seconds=0.6)
+    assert run_sensor(run_id=str(run_id), deferrable=deferrable, poke_interval=0.2) == "success"
+    assert emulator.get_run(run_id)["status"] == 10
+
+
+@pytest.mark.parametrize("deferrable", [False, True], ids=["poke", "deferred"])
+def test_fails_on_error_and_skips_with_soft_fail(emulator: Any, deferrable: bool) -> None:
+    run_id = start_run(emulator, 2, run_seconds=0.2, outcome="error")
+    assert run_sensor(run_id=run_id, deferrable=deferrable, poke_interval=0.1, retries=0) == "failed"
+    assert run_sensor(run_id=run_id, deferrable=deferrable, poke_interval=0.1, soft_fail=True) == "skipped"
+
+
+@pytest.mark.parametrize("deferrable", [False, True], ids=["poke", "deferred"])
+def test_sensor_timeout(emulator: Any, deferrable: bool) -> None:
+    run_id = start_run(emulator, 3, run_seconds=60)
+    assert run_sensor(run_id=run_id, deferrable=deferrable, poke_interval=0.1, timeout=1, retries=0) == "failed"
+    assert emulator.get_run(run_id)["in_progress"] is True  # a sensor watches; it never cancels
