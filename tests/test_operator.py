@@ -35,18 +35,16 @@ def run_dag(**operator_kwargs: Any) -> Any:
 
 
 def xcom(ti: Any, key: str) -> Any:
-    """An XCom value of the task instance, read from the metadata DB (Airflow 3 and 2)."""
-    try:
-        from airflow.models.xcom import XComModel as XCom
-    except ImportError:  # Airflow 2
-        from airflow.models.xcom import XCom  # type: ignore[no-redef,attr-defined,unused-ignore]
-
+    """An XCom value of the task instance, read from the metadata DB."""
+    if hasattr(ti, "xcom_pull"):  # Airflow 2
+        return ti.xcom_pull(task_ids=ti.task_id, key=key)
+    from airflow.models.xcom import XComModel
     from airflow.utils.session import create_session
 
-    query = XCom.get_many(dag_ids=ti.dag_id, task_ids=ti.task_id, run_id=ti.run_id, key=key)
+    query = XComModel.get_many(dag_ids=ti.dag_id, task_ids=ti.task_id, run_id=ti.run_id, key=key)
     with create_session() as session:
-        rows = session.scalars(query).all() if not hasattr(query, "all") else query.with_session(session).all()
-        return XCom.deserialize_value(rows[0]) if rows else None
+        rows = session.scalars(query).all()
+        return XComModel.deserialize_value(rows[0]) if rows else None
 
 
 def output(capfd: pytest.CaptureFixture[str], caplog: pytest.LogCaptureFixture) -> str:
