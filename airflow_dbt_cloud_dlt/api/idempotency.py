@@ -33,10 +33,17 @@ def cause_with_marker(cause: str, marker: str) -> str:
 
 
 def find_marked_run(client: DbtCloudClient, job_id: int, marker: str) -> dict[str, Any] | None:
-    """The newest recent run of ``job_id`` whose cause carries ``marker``, if any."""
-    runs = client.list_runs(job_definition_id=job_id, order_by="-id", include_related=("trigger",), limit=SEARCH_DEPTH)
-    for run in runs:
+    """The newest recent run of ``job_id`` that is ours: its cause carries ``marker``, or it reruns one that is.
+
+    A rerun from the point of failure may get a cause of dbt Cloud's own; it is recognised through its
+    ``retrying_run_id``, which points at the run it retries.
+    """
+    runs = client.list_runs(
+        job_definition_id=job_id, order_by="-id", include_related=("trigger",), limit=SEARCH_DEPTH
+    )
+    ours: dict[int, dict[str, Any]] = {}
+    for run in reversed(runs):  # oldest first, so that reruns of reruns are followed
         cause = (run.get("trigger") or {}).get("cause") or ""
-        if marker in cause:
-            return run
-    return None
+        if marker in cause or run.get("retrying_run_id") in ours:
+            ours[int(run["id"])] = run
+    return ours[max(ours)] if ours else None

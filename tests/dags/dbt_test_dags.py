@@ -15,10 +15,32 @@ except ImportError:  # Airflow 2
     from airflow import DAG  # type: ignore[no-redef,attr-defined,unused-ignore]
 
 
-def operator_dag(dag_id: str, **operator_kwargs: Any) -> DAG:
-    """One ``RunDbtCloudJobOperator`` task named ``dbt``."""
+class CrashAfterTrigger(RunDbtCloudJobOperator):
+    """Dies right after the trigger POST on its first try: by exception (``crash="raise"``), or the way a
+    killed worker does (``crash="exit"``: the process ends at once, with no cleanup)."""
+
+    def __init__(self, *, crash: str = "raise", **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.crash = crash
+
+    def _attach_or_trigger(self, client: Any, context: Any, job_id: int) -> dict[str, Any]:
+        run = super()._attach_or_trigger(client, context, job_id)
+        if context["ti"].try_number == 1:
+            if self.crash == "exit":
+                import os
+
+                os._exit(1)
+            raise RuntimeError(f"simulated crash right after triggering run {run['id']}")
+        return run
+
+
+def operator_dag(dag_id: str, *, tasks: int = 1, crash: str | None = None, **operator_kwargs: Any) -> DAG:
+    """``RunDbtCloudJobOperator`` tasks named ``dbt`` (``dbt_0``, ``dbt_1``, ... when ``tasks`` > 1)."""
+    operator: Any = CrashAfterTrigger if crash else RunDbtCloudJobOperator
+    extra = {"crash": crash} if crash else {}
     with DAG(dag_id, schedule=None, start_date=datetime(2026, 1, 1), catchup=False) as dag:
-        RunDbtCloudJobOperator(task_id="dbt", **operator_kwargs)
+        for index in range(tasks):
+            operator(task_id="dbt" if tasks == 1 else f"dbt_{index}", **extra, **operator_kwargs)
     return dag
 
 
