@@ -33,7 +33,13 @@ def test_official_provider_connection_format_works_unchanged() -> None:
 def test_extras_and_defaults() -> None:
     creds = connection_to_credentials(
         conn(password="tok", login="5"),
-        {"job_id": "42", "project_id": 7, "timeout": "12", "verify": "false", "extra__dbt_cloud_dlt__environment_id": 9},
+        {
+            "job_id": "42",
+            "project_id": 7,
+            "timeout": "12",
+            "verify": "false",
+            "extra__dbt_cloud_dlt__environment_id": 9,
+        },
     )
     assert creds.base_url == "https://cloud.getdbt.com"
     assert (creds.job_id, creds.project_id, creds.environment_id) == (42, 7, 9)

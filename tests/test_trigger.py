@@ -43,7 +43,9 @@ def test_serialize_round_trips_and_holds_no_secret(emulator: Any) -> None:
     assert rebuilt.serialize() == (classpath, kwargs)  # a restart keeps the same deadline
 
 
-@pytest.mark.parametrize(("outcome", "status"), [("success", "success"), ("error", "error"), ("cancelled", "cancelled")])
+@pytest.mark.parametrize(
+    ("outcome", "status"), [("success", "success"), ("error", "error"), ("cancelled", "cancelled")]
+)
 async def test_event_carries_the_final_status(emulator: Any, outcome: str, status: str) -> None:
     run_id = start_run(emulator, 5, run_seconds=0.3, outcome=outcome)
     event = await first_event(DbtCloudRunTrigger("dbt_cloud_default", run_id, poll_interval=0.1))
