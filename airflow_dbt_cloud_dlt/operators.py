@@ -23,6 +23,8 @@ DEFAULT_POLL_INTERVAL = 10.0
 DEFAULT_TIMEOUT = timedelta(days=7)
 #: How long ``on_kill`` waits for dbt Cloud to confirm a cancel.
 CANCEL_CONFIRM_SECONDS = 60.0
+#: Trigger POSTs per try when dbt Cloud answers 5xx and provably started no run.
+TRIGGER_ATTEMPTS = 3
 _INT_OVERRIDES = ("threads_override", "timeout_seconds_override")
 _TEXT_OVERRIDES = ("schema_override", "git_sha", "git_branch", "target_name_override", "dbt_version_override")
 
@@ -224,15 +226,24 @@ class RunDbtCloudJobOperator(BaseOperator):
                         return client.rerun_job(job_id)
                     self.log.info("Run %s is not the job's latest run; starting a new run instead.", earlier["id"])
         body = self._trigger_body(context, marker)
-        try:
-            return client.trigger_job_run(job_id, body)
-        except (DbtCloudConnectionError, DbtCloudServerError) as error:
-            # The request may have reached dbt Cloud: look before anyone triggers again.
-            found = find_marked_run(client, job_id, marker)
-            if found is None:
-                raise
-            self.log.warning("The trigger request failed (%s) but run %s was created; using it.", error, found["id"])
-            return found
+        for attempt in range(1, TRIGGER_ATTEMPTS + 1):
+            try:
+                return client.trigger_job_run(job_id, body)
+            except (DbtCloudConnectionError, DbtCloudServerError) as error:
+                # The request may have reached dbt Cloud: look for it before anything is sent again.
+                found = find_marked_run(client, job_id, marker)
+                if found is not None:
+                    self.log.warning(
+                        "The trigger request failed (%s), but it created run %s; using it.", error, found["id"]
+                    )
+                    return found
+                # A 5xx is a finished answer, so "no run carries our marker" is final and sending again is safe.
+                # After a timeout or reset the server may still be working on it: leave that to an Airflow retry,
+                # whose search comes later.
+                if isinstance(error, DbtCloudConnectionError) or attempt == TRIGGER_ATTEMPTS:
+                    raise
+                self.log.warning("The trigger request failed (%s) and started no run; sending it again.", error)
+        raise AssertionError("unreachable")  # pragma: no cover
 
     def _defer(self, context: Context) -> None:
         from .triggers import DbtCloudRunTrigger

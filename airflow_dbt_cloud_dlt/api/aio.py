@@ -39,6 +39,8 @@ def shared_http_client(credentials: DbtCloudCredentials) -> httpx.AsyncClient:
     key = (id(loop), credentials.base_url, str(credentials.verify), proxies, credentials.timeout)
     client = _SHARED.get(key)
     if client is None or client.is_closed:
+        if not credentials.verify:
+            core.log.warning("TLS verification of %s is off: only do this for testing.", credentials.host)
         mounts = {
             f"{scheme}://": httpx.AsyncHTTPTransport(proxy=url, verify=_verify(credentials)) for scheme, url in proxies
         }

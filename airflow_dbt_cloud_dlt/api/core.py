@@ -9,6 +9,7 @@ from __future__ import annotations
 import email.utils
 import json
 import logging
+import re
 import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -44,6 +45,7 @@ TRIGGER_FIELD_TYPES: dict[str, type] = {
     "github_pull_request_id": int, "gitlab_merge_request_id": int, "non_native_pull_request_id": int,
 }  # fmt: skip
 Params = tuple[tuple[str, str], ...]
+_HTML_TITLE = re.compile(r"<title>(.*?)</title>", re.IGNORECASE | re.DOTALL)
 
 
 @dataclass(frozen=True)
@@ -255,8 +257,12 @@ def _server_message(payload: Any) -> str:
 
 
 def _snippet(body: bytes) -> str:
-    text = body[:200].decode("utf-8", "replace").strip()
-    return " ".join(text.split())
+    """The start of a body, as one line; an HTML error page is reduced to its title."""
+    text = body[:500].decode("utf-8", "replace").strip()
+    title = _HTML_TITLE.search(text)
+    if title or text.startswith("<"):
+        return title.group(1).strip() if title else "an HTML page"
+    return " ".join(text.split())[:200]
 
 
 def error_for_status(
