@@ -90,7 +90,7 @@ class AsyncDbtCloudClient:
         try:
             return core.parse_response(request, response.status_code, response.headers, response.content, creds)
         except DbtCloudRateLimitError as error:
-            self._budget.pause(error.retry_after)
+            self._budget.pause(self.retry.capped_retry_after(error))
             raise
 
     async def send(self, request: ApiRequest, retry: RetryPolicy | None = None) -> Any:

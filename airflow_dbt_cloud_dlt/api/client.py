@@ -44,11 +44,8 @@ class DbtCloudClient:
         self._budget = budget_for(self.credentials.base_url, self.account_id)
         self._session = session or requests.Session()
         self._session.headers.update(core.auth_headers(self.credentials.api_token))
-        self._session.verify = self.credentials.verify
         if not self.credentials.verify:
             core.log.warning("TLS verification of %s is off: only do this for testing.", self.credentials.host)
-        if self.credentials.proxies:
-            self._session.proxies.update(self.credentials.proxies)
 
     def __enter__(self) -> DbtCloudClient:
         return self
@@ -74,15 +71,18 @@ class DbtCloudClient:
                 json=request.body,
                 timeout=(min(CONNECT_TIMEOUT, creds.timeout), creds.timeout),
                 allow_redirects=False,
+                # Per request, because requests lets REQUESTS_CA_BUNDLE and HTTPS_PROXY override session settings.
+                verify=creds.verify,
+                proxies=dict(creds.proxies or {}),
             )
         except requests.exceptions.SSLError as exc:
             raise core.connection_error(request, creds, exc, sent=False, transient=False) from None
-        except (requests.ConnectionError, requests.Timeout) as exc:
+        except requests.RequestException as exc:  # connection errors, timeouts, bodies cut short
             raise core.connection_error(request, creds, exc, sent=not _not_sent(exc)) from None
         try:
             return core.parse_response(request, response.status_code, response.headers, response.content, creds)
         except DbtCloudRateLimitError as error:
-            self._budget.pause(error.retry_after)
+            self._budget.pause(self.retry.capped_retry_after(error))
             raise
 
     def send(self, request: ApiRequest) -> Any:

@@ -13,6 +13,7 @@ import re
 import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from datetime import timezone
 from typing import Any
 
 import tenacity
@@ -212,7 +213,7 @@ def get_account(account_id: int) -> ApiRequest:
 
 def list_projects(account_id: int, *, limit: int = MAX_PAGE_SIZE, offset: int = 0, **filters: Any) -> ApiRequest:
     account = validate_id(account_id, "account_id")
-    query = {**filters, "limit": limit, "offset": offset}
+    query = {**filters, "limit": max(1, min(int(limit), MAX_PAGE_SIZE)), "offset": offset}
     return ApiRequest("GET", f"/api/v3/accounts/{account}/projects/", "projects", _params(query))
 
 
@@ -222,7 +223,7 @@ def list_environments(
     account, project = validate_id(account_id, "account_id"), validate_id(project_id, "project_id")
     return ApiRequest(
         "GET", f"/api/v3/accounts/{account}/projects/{project}/environments/", f"environments of project {project}",
-        _params({**filters, "limit": limit, "offset": offset}),
+        _params({**filters, "limit": max(1, min(int(limit), MAX_PAGE_SIZE)), "offset": offset}),
     )  # fmt: skip
 
 
@@ -243,6 +244,8 @@ def retry_after_seconds(headers: Mapping[str, str], now: float | None = None) ->
         when = email.utils.parsedate_to_datetime(value)
     except (TypeError, ValueError):
         return None
+    if when.tzinfo is None:  # the asctime form and "-0000" carry no zone: HTTP dates are always UTC
+        when = when.replace(tzinfo=timezone.utc)
     return max(0.0, when.timestamp() - (time.time() if now is None else now))
 
 
@@ -320,11 +323,13 @@ def error_for_status(
             **kwargs,
         )
     if 300 <= status < 400:
-        return DbtCloudBadResponseError(
+        redirect = DbtCloudBadResponseError(
             f"dbt Cloud answered {where} with a redirect (HTTP {status}) to {headers.get('Location', '?')!r}. "
             "Set base_url (the connection's host) to your account's access URL.",
             **kwargs,
         )
+        redirect.transient = False  # asking again gets the same redirect
+        return redirect
     if status >= 500:
         return DbtCloudServerError(
             f"dbt Cloud failed on the {request.what} (HTTP {status}).{said_text} This is usually temporary.",
@@ -341,6 +346,8 @@ def parse_response(
     credentials: DbtCloudCredentials,
 ) -> Any:
     """The value of a dbt Cloud answer: the whole envelope (JSON calls) or the raw bytes (artifacts)."""
+    if credentials.api_token.encode() in body and not (request.raw and 200 <= status < 300):
+        body = body.replace(credentials.api_token.encode(), b"***")  # before any message is cut from it
     if not 200 <= status < 300:
         error = error_for_status(request, status, headers, body, credentials)
         raise _scrubbed(error, credentials.api_token)
@@ -351,7 +358,7 @@ def parse_response(
     except ValueError:
         payload = None
     if not isinstance(payload, dict) or "data" not in payload:
-        raise DbtCloudBadResponseError(
+        raise DbtCloudBadResponseError(  # the body was scrubbed of the token above
             f"dbt Cloud answered the {request.what} with HTTP {status} but not with its JSON envelope "
             f"(got {_snippet(body)!r}). Check that base_url points at the dbt Cloud API.",
             status_code=status,
@@ -414,6 +421,10 @@ class RetryPolicy:
         if isinstance(error, DbtCloudRateLimitError):
             return True
         return isinstance(error, DbtCloudConnectionError) and not error.request_sent
+
+    def capped_retry_after(self, error: DbtCloudRateLimitError) -> float | None:
+        """The server's ``Retry-After``, but never more than ``max_retry_after``."""
+        return None if error.retry_after is None else min(error.retry_after, self.max_retry_after)
 
     def wait_seconds(self, attempt: int, error: BaseException | None) -> float:
         if isinstance(error, DbtCloudRateLimitError) and error.retry_after is not None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import ipaddress
+import json
 import os
 import re
 from collections.abc import Mapping
@@ -165,8 +166,24 @@ def credentials_from_mapping(values: Mapping[str, Any]) -> DbtCloudCredentials:
     if isinstance(verify, str) and verify.strip().lower() in ("true", "false"):
         verify = verify.strip().lower() == "true"
     fields["verify"] = True if verify is None else verify
-    fields["proxies"] = dict(values["proxies"]) if values.get("proxies") else None
+    fields["proxies"] = _proxies(values.get("proxies"))
     return DbtCloudCredentials(**fields)
+
+
+def _proxies(value: Any) -> dict[str, str] | None:
+    """Proxies as a mapping; a string (from an env var) is read as JSON."""
+    if not value:
+        return None
+    if isinstance(value, str):
+        try:
+            value = json.loads(value)
+        except ValueError:
+            value = None
+    if not isinstance(value, Mapping):
+        raise DbtCloudConfigError(
+            'Invalid proxies: give a mapping such as {"https": "http://proxy:3128"} (JSON in an env var).'
+        )
+    return {str(scheme): str(url) for scheme, url in value.items()}
 
 
 def _read_toml_section(path: Path) -> dict[str, Any]:

@@ -38,9 +38,7 @@ def find_marked_run(client: DbtCloudClient, job_id: int, marker: str) -> dict[st
     A rerun from the point of failure may get a cause of dbt Cloud's own; it is recognised through its
     ``retrying_run_id``, which points at the run it retries.
     """
-    runs = client.list_runs(
-        job_definition_id=job_id, order_by="-id", include_related=("trigger",), limit=SEARCH_DEPTH
-    )
+    runs = client.list_runs(job_definition_id=job_id, order_by="-id", include_related=("trigger",), limit=SEARCH_DEPTH)
     ours: dict[int, dict[str, Any]] = {}
     for run in reversed(runs):  # oldest first, so that reruns of reruns are followed
         cause = (run.get("trigger") or {}).get("cause") or ""

@@ -48,7 +48,8 @@ class RunPoller:
 
     @property
     def run_ids(self) -> set[int]:
-        return {waiter.run_id for waiter in self._waiters}
+        """The runs still waited for (a waiter whose answer is set is not polled again)."""
+        return {waiter.run_id for waiter in self._waiters if not waiter.future.done()}
 
     def _interval(self) -> float:
         return min((w.poll_interval for w in self._waiters), default=0.0)
@@ -59,6 +60,7 @@ class RunPoller:
         if self._waiters and waiter.poll_interval < self._interval():
             self._interval_changed.set()
         self._waiters.add(waiter)
+        _POLLERS.setdefault(self._key, self)  # a poller that stopped a moment ago becomes current again
         if self._task is None or self._task.done():
             self._task = asyncio.create_task(self._loop(), name=f"dbt-cloud-poller-{self._key[2]}")
         try:
@@ -73,6 +75,7 @@ class RunPoller:
             del _POLLERS[self._key]
         if self._task is not None and self._task is not asyncio.current_task():
             self._task.cancel()
+        self._task = None
         if not any(key[0] == self._key[0] for key in _POLLERS):
             await close_shared_clients()
 
@@ -156,7 +159,12 @@ async def wait_for_run_async(
     credentials: DbtCloudCredentials, run_id: int, *, poll_interval: float, timeout: float | None = None
 ) -> dict[str, Any]:
     """Wait on the shared poller until the run is terminal; raises ``TimeoutError`` after ``timeout`` s."""
-    waiting = poller_for(credentials).wait(run_id, poll_interval)
+
+    async def waiting() -> dict[str, Any]:
+        # Look the poller up in the same step that registers with it: wait_for runs this in a new task, and
+        # a poller picked one step earlier may have stopped in between.
+        return await poller_for(credentials).wait(run_id, poll_interval)
+
     if timeout is None:
-        return await waiting
-    return await asyncio.wait_for(waiting, timeout=max(0.0, timeout))
+        return await waiting()
+    return await asyncio.wait_for(waiting(), timeout=max(0.0, timeout))
