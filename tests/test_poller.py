@@ -7,7 +7,6 @@ import dataclasses
 import math
 import re
 import socket
-import sys
 import threading
 import time
 from collections.abc import AsyncIterator, Iterator
