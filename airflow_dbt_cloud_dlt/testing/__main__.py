@@ -1,0 +1,63 @@
+"""Run the emulator as a process: ``python -m airflow_dbt_cloud_dlt.testing --port 8765 [--tls] ...``.
+
+Prints ``dbt Cloud emulator listening on URL (account A, jobs: ...)`` and, with ``--tls``, a second line
+``CA certificate: PATH`` (``--cert-dir DIR`` makes it ``DIR/ca.pem``), then serves until SIGTERM/SIGINT.
+"""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import sys
+import threading
+from collections.abc import Sequence
+from types import FrameType
+
+from airflow_dbt_cloud_dlt.testing.emulator import DbtCloudEmulator, default_demo_job, parse_job_spec
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m airflow_dbt_cloud_dlt.testing", description=__doc__)
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=8765, help="0 lets the OS pick a free port")
+    parser.add_argument("--tls", action="store_true", help="serve https with a generated certificate")
+    parser.add_argument("--cert-dir", help="where to write ca.pem/server.pem/server-key.pem (default: temp)")
+    parser.add_argument("--account", type=int, default=1)
+    parser.add_argument("--token", default="emulator-token")
+    parser.add_argument(
+        "--job",
+        action="append",
+        default=[],
+        metavar="JOB_ID[:OUTCOME[:RUN_SECONDS]]",
+        help="add a job (repeatable); without any, a demo job 1 'daily build' is added",
+    )
+    args = parser.parse_args(argv)
+
+    emulator = DbtCloudEmulator(
+        tls=args.tls, host=args.host, port=args.port, accounts={args.account: args.token}, cert_dir=args.cert_dir
+    )
+    jobs = [parse_job_spec(spec, args.account) for spec in args.job] or [default_demo_job()]
+    for job in jobs:
+        job.account_id = args.account
+        emulator.add_job(job)
+
+    stop = threading.Event()
+
+    def on_signal(signum: int, frame: FrameType | None) -> None:
+        stop.set()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    with emulator:
+        job_ids = ", ".join(str(job.job_id) for job in jobs)
+        print(f"dbt Cloud emulator listening on {emulator.base_url} (account {args.account}, jobs: {job_ids})")
+        if emulator.ca_cert_path:
+            print(f"CA certificate: {emulator.ca_cert_path}")
+        sys.stdout.flush()
+        while not stop.wait(0.5):
+            pass
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,125 @@
+"""Transport for the emulator: a threaded HTTP/1.1 keep-alive server, optionally TLS, with TCP-RST faults."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import socket
+import ssl
+import struct
+import sys
+import threading
+import traceback
+from collections.abc import Callable, Mapping
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+
+class Handler(BaseHTTPRequestHandler):
+    """Hands every request (any method) to the server's ``dispatch`` callback; never logs."""
+
+    protocol_version = "HTTP/1.1"  # keep-alive: every response carries Content-Length
+    wbufsize = -1  # buffered: headers and body leave together (flushed after each request)
+    disable_nagle_algorithm = True
+    server_version = "dbt-cloud-emulator"
+    timeout = 120  # idle keep-alive connections are closed after this
+    server: Server
+
+    def log_message(self, format: str, *args: Any) -> None:
+        """Silence per-request logging."""
+
+    def version_string(self) -> str:
+        return self.server_version
+
+    def handle_any(self) -> None:
+        try:
+            self.server.dispatch(self)
+        except OSError:  # the client went away
+            self.close_connection = True
+        except Exception as exc:  # an emulator bug: say so loudly instead of dropping the connection
+            traceback.print_exc()
+            self.send(500, {"detail": f"emulator error: {exc!r}"})
+            self.close_connection = True
+
+    do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = handle_any
+
+    def read_body(self) -> bytes:
+        if "chunked" in self.headers.get("Transfer-Encoding", "").lower():
+            chunks = []
+            while size := int(self.rfile.readline().split(b";")[0].strip() or b"0", 16):
+                chunks.append(self.rfile.read(size))
+                self.rfile.readline()
+            while self.rfile.readline() not in (b"\r\n", b"\n", b""):
+                pass
+            return b"".join(chunks)
+        length = int(self.headers.get("Content-Length") or 0)
+        return self.rfile.read(length) if length > 0 else b""
+
+    def send(self, status: int, body: Any, headers: Mapping[str, str] | None = None) -> None:
+        """Send ``body`` (bytes as they are, anything else as JSON) with a Content-Length."""
+        extra = dict(headers or {})
+        if not isinstance(body, bytes):
+            body = json.dumps(body).encode()
+            extra.setdefault("Content-Type", "application/json")
+        self.send_response(status)
+        for key, value in extra.items():
+            self.send_header(key, value)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def reset(self) -> None:
+        """Abort the connection with a TCP RST (SO_LINGER 1,0 then close), writing nothing."""
+        with contextlib.suppress(OSError):
+            self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        self.close_connection = True
+        with contextlib.suppress(OSError):
+            self.connection.close()
+
+
+class Server(ThreadingHTTPServer):
+    """One daemon thread per connection; the TLS handshake runs in that thread, not in the accept loop."""
+
+    daemon_threads = True
+    block_on_close = False
+    request_queue_size = 1024
+    allow_reuse_address = True
+
+    def __init__(
+        self, address: tuple[str, int], dispatch: Callable[[Handler], None], tls: ssl.SSLContext | None
+    ) -> None:
+        self.dispatch, self.tls = dispatch, tls
+        self._open: set[socket.socket] = set()
+        self._open_lock = threading.Lock()
+        super().__init__(address, Handler)
+
+    def finish_request(self, request: Any, client_address: Any) -> None:
+        sock: socket.socket = request
+        if self.tls is not None:
+            try:
+                sock.settimeout(15)
+                sock = self.tls.wrap_socket(sock, server_side=True)
+            except (OSError, ValueError):
+                return
+        with self._open_lock:
+            self._open.add(sock)
+        try:
+            Handler(sock, client_address, self)
+        finally:
+            with self._open_lock:
+                self._open.discard(sock)
+            if sock is not request:
+                with contextlib.suppress(OSError):
+                    sock.close()
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """Stay quiet about clients that vanish; report anything else."""
+        if not isinstance(sys.exc_info()[1], (OSError, ValueError)):
+            super().handle_error(request, client_address)
+
+    def close_connections(self) -> None:
+        """Shut down idle keep-alive connections so nothing answers after ``stop()``."""
+        with self._open_lock:
+            for sock in list(self._open):
+                with contextlib.suppress(OSError):
+                    sock.shutdown(socket.SHUT_RDWR)
