@@ -8,6 +8,7 @@ mid-wait, and a worker that dies right after the trigger POST.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -47,6 +48,18 @@ def wait_until(condition: Callable[[], Any], timeout: float, what: str) -> Any:
     raise AssertionError(f"timed out after {timeout} s waiting for {what}")
 
 
+def stop_group(process: subprocess.Popen[bytes], sig: int = signal.SIGTERM) -> None:
+    """Signal a process and its children; SIGKILL them if they are not gone within 20 s."""
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(process.pid, sig)
+    try:
+        process.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
+
+
 class Stack:
     """The emulator, an api-server and a triggerer, sharing one SQLite AIRFLOW_HOME."""
 
@@ -75,18 +88,14 @@ class Stack:
 
     def start(self, name: str, *args: str, **env: str) -> subprocess.Popen[bytes]:
         log = (self.home / f"{name}.out").open("ab")
-        process = subprocess.Popen([*AIRFLOW, *args], env={**self.env, **env}, stdout=log, stderr=log)
+        process = subprocess.Popen(  # own process group, so that stopping it stops its workers too
+            [*AIRFLOW, *args], env={**self.env, **env}, stdout=log, stderr=log, start_new_session=True
+        )
         self.processes[name] = process
         return process
 
     def stop(self, name: str, sig: int = signal.SIGTERM) -> None:
-        process = self.processes.pop(name)
-        process.send_signal(sig)
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        stop_group(self.processes.pop(name), sig)
 
     def ti_states(self, dag_id: str) -> dict[str, str | None]:
         with sqlite3.connect(self.home / "airflow.db") as db:
@@ -101,6 +110,20 @@ class Stack:
     def dags_test(self, dag_id: str, **operator_kwargs: Any) -> subprocess.Popen[bytes]:
         spec = json.dumps({dag_id: ["operator", operator_kwargs]})
         return self.start(f"dags-test-{dag_id}", "dags", "test", "--use-executor", dag_id, DBT_TEST_DAGS=spec)
+
+    def finish(self, process: subprocess.Popen[bytes], dag_id: str, timeout: float = 240) -> str:
+        """Wait for the DAG run to end and return its state. The ``dags test`` process is then stopped: its
+        LocalExecutor can take long to shut down on a busy machine, and the outcome is already in the DB."""
+
+        def state() -> str | None:
+            with sqlite3.connect(self.home / "airflow.db") as db:
+                row = db.execute("select state from dag_run where dag_id = ?", (dag_id,)).fetchone()
+            return row[0] if row and row[0] in ("success", "failed") else None
+
+        try:
+            return str(wait_until(state, timeout, f"the {dag_id} run to end"))
+        finally:
+            stop_group(process)
 
     def api(self, method: str, path: str, **kwargs: Any) -> requests.Response:
         base = f"http://127.0.0.1:{self.api_port}"
@@ -144,7 +167,7 @@ def runs_of(emulator: DbtCloudEmulator, job_id: int) -> list[dict[str, Any]]:
 def test_deferred_task_waits_on_the_real_triggerer_and_the_token_never_leaks(stack: Stack) -> None:
     stack.emulator.add_job(JobScript(job_id=101, account_id=1, run_seconds=3))
     process = stack.dags_test("e2e_success", job_id=101, deferrable=True, poll_interval=1)
-    assert process.wait(timeout=240) == 0
+    assert stack.finish(process, "e2e_success") == "success"
     assert stack.ti_states("e2e_success") == {"dbt": "success"}
     (run,) = runs_of(stack.emulator, 101)
     assert run["status"] == 10
@@ -176,8 +199,7 @@ def test_killing_a_deferred_task_cancels_its_dbt_cloud_run(stack: Stack, action:
         )  # fmt: skip
     wait_until(lambda: stack.emulator.get_run(run["id"])["status"] == 30, 30, "the dbt Cloud run to be cancelled")
     took = time.monotonic() - killed_at
-    process.kill()
-    process.wait()
+    stop_group(process)
     # The triggerer notices the user's action on its next loop (about 1 s), then on_kill cancels at once.
     assert took <= poll + 2.0, f"the run was cancelled {took:.1f} s after the {action}"
 
@@ -189,7 +211,7 @@ def test_triggerer_sigkilled_mid_wait_loses_nothing(stack: Stack) -> None:
     stack.stop("triggerer", signal.SIGKILL)
     time.sleep(1)
     stack.start("triggerer", "triggerer")
-    assert process.wait(timeout=240) == 0
+    assert stack.finish(process, "e2e_restart") == "success"
     assert stack.ti_states("e2e_restart") == {"dbt_0": "success", "dbt_1": "success", "dbt_2": "success"}
     assert sorted(run["status"] for run in runs_of(stack.emulator, 121)) == [10, 10, 10]
 
@@ -199,7 +221,7 @@ def test_worker_dying_right_after_the_trigger_post_attaches_on_retry(stack: Stac
     process = stack.dags_test(
         "e2e_crash", job_id=131, crash="exit", deferrable=True, poll_interval=1, retries=1, retry_delay=0
     )
-    assert process.wait(timeout=240) == 0
+    assert stack.finish(process, "e2e_crash") == "success"
     assert stack.ti_states("e2e_crash") == {"dbt": "success"}
     assert stack.ti_tries("e2e_crash") == {"dbt": 2}
     (run,) = runs_of(stack.emulator, 131)  # exactly one dbt Cloud run across both tries

@@ -1,0 +1,180 @@
+"""The example DAGs: they parse cleanly and cheaply, have the documented shape, and really run
+(``dag.test()``, deferred waits run in line) against the local dbt Cloud emulator."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from collections.abc import AsyncIterator
+from importlib.metadata import version
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from airflow_dbt_cloud_dlt.operators import RunDbtCloudJobOperator
+from airflow_dbt_cloud_dlt.sensors import DbtCloudRunSensor
+from airflow_dbt_cloud_dlt.testing import JobScript
+from airflow_dbt_cloud_dlt.triggers import DbtCloudRunTrigger
+
+EXAMPLE_DAGS = Path(__file__).parent.parent / "example_dags"
+AIRFLOW_2 = version("apache-airflow").startswith("2.")
+EXPECTED_TASKS = {
+    "example_dbt_cloud_deferred": {"run_dbt_cloud_job"},
+    "example_dbt_cloud_sensor": {"trigger", "wait_for_run"},
+    "example_dlt_then_dbt_cloud": {"load_orders", "run_dbt_cloud_job", "summarize"},
+}
+
+
+def load_dagbag() -> Any:
+    """A DagBag of example_dags/ only. Airflow 3 moved DagBag and never adds its own examples to it."""
+    try:
+        from airflow.dag_processing.dagbag import DagBag
+    except ImportError:  # Airflow 2
+        from airflow.models.dagbag import DagBag  # type: ignore[no-redef,attr-defined,unused-ignore]
+
+        return DagBag(dag_folder=str(EXAMPLE_DAGS), include_examples=False)
+    return DagBag(dag_folder=str(EXAMPLE_DAGS))
+
+
+@pytest.fixture(scope="module")
+def dagbag() -> Any:
+    return load_dagbag()
+
+
+def test_every_example_file_loads_without_import_errors(dagbag: Any) -> None:
+    assert dagbag.import_errors == {}
+    files = {path.name for path in EXAMPLE_DAGS.glob("*.py")}
+    assert files == {f"{dag_id}.py" for dag_id in EXPECTED_TASKS}
+    assert {Path(dag.fileloc).name for dag in dagbag.dags.values()} == files
+
+
+@pytest.mark.parametrize("dag_id", sorted(EXPECTED_TASKS))
+def test_example_has_the_expected_tasks(dagbag: Any, dag_id: str) -> None:
+    dag = dagbag.dags[dag_id]
+    assert set(dag.task_ids) == EXPECTED_TASKS[dag_id]
+    assert type(dag.timetable).__name__ == "NullTimetable"  # schedule=None: runs only when triggered
+    assert dag.catchup is False
+
+
+@pytest.mark.parametrize("dag_id", ["example_dbt_cloud_deferred", "example_dlt_then_dbt_cloud"])
+def test_dbt_task_triggers_and_waits_deferred(dagbag: Any, dag_id: str) -> None:
+    task = dagbag.dags[dag_id].get_task("run_dbt_cloud_job")
+    assert isinstance(task, RunDbtCloudJobOperator)
+    assert task.deferrable is True
+    assert task.wait_for_termination is True
+    assert task.dbt_cloud_conn_id == "dbt_cloud_default"
+    assert task.job_id == "{{ params.job_id }}"
+
+
+def test_sensor_example_triggers_without_waiting_then_senses_deferred(dagbag: Any) -> None:
+    dag = dagbag.dags["example_dbt_cloud_sensor"]
+    trigger, wait = dag.get_task("trigger"), dag.get_task("wait_for_run")
+    assert isinstance(trigger, RunDbtCloudJobOperator)
+    assert trigger.wait_for_termination is False
+    assert isinstance(wait, DbtCloudRunSensor)
+    assert wait.deferrable is True
+    assert wait.run_id == "{{ ti.xcom_pull(task_ids='trigger', key='run_id') }}"
+    assert wait.upstream_task_ids == {"trigger"}
+
+
+def test_dlt_example_runs_load_then_dbt_then_summary(dagbag: Any) -> None:
+    dag = dagbag.dags["example_dlt_then_dbt_cloud"]
+    assert dag.get_task("run_dbt_cloud_job").upstream_task_ids == {"load_orders"}
+    assert dag.get_task("summarize").upstream_task_ids == {"load_orders", "run_dbt_cloud_job"}
+
+
+def test_parsing_the_examples_does_not_import_dlt_duckdb_or_requests() -> None:
+    """DAG files are parsed again and again: heavy imports belong inside the tasks."""
+    code = (
+        "import runpy, sys\n"
+        "try:\n    import airflow.sdk\nexcept ImportError:\n    import airflow.decorators\n"
+        "before = set(sys.modules)\n"
+        f"for path in {sorted(str(p) for p in EXAMPLE_DAGS.glob('*.py'))!r}:\n"
+        "    runpy.run_path(path)\n"
+        "print(sorted({name.split('.')[0] for name in set(sys.modules) - before} & {'dlt', 'duckdb', 'requests'}))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True)
+    assert done.stdout.strip().splitlines()[-1] == "[]", done.stdout
+
+
+# --- end to end: dag.test() against the emulator ------------------------------------------------------------
+
+
+@pytest.fixture
+def example_bundle(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Airflow 3.3's ``dag.test()`` runs only DAGs found in a configured DAG bundle: add example_dags/ as one."""
+    if AIRFLOW_2:
+        return
+    local = "airflow.dag_processing.bundles.local.LocalDagBundle"
+    bundles = [
+        {"name": "dags-folder", "classpath": local, "kwargs": {}},
+        {"name": "example-dags", "classpath": local, "kwargs": {"path": str(EXAMPLE_DAGS), "refresh_interval": 0}},
+    ]
+    monkeypatch.setenv("AIRFLOW__DAG_PROCESSOR__DAG_BUNDLE_CONFIG_LIST", json.dumps(bundles))
+
+
+def xcom_value(ti: Any, key: str = "return_value") -> Any:
+    """An XCom value of a finished task instance, read from the metadata DB."""
+    if AIRFLOW_2:
+        return ti.xcom_pull(task_ids=ti.task_id, key=key)
+    from airflow.models.xcom import XComModel
+    from airflow.utils.session import create_session
+
+    query = XComModel.get_many(dag_ids=ti.dag_id, task_ids=ti.task_id, run_id=ti.run_id, key=key)
+    with create_session() as session:
+        rows = session.scalars(query).all()
+        return XComModel.deserialize_value(rows[0]) if rows else None
+
+
+@pytest.mark.usefixtures("airflow_db", "airflow_conn", "example_bundle")
+@pytest.mark.parametrize("dag_id", sorted(EXPECTED_TASKS))
+def test_example_runs_against_the_emulator(
+    dag_id: str, emulator: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The DAG param picks the job; the wait runs in the trigger (in line, under ``dag.test()``)."""
+    emulator.add_job(JobScript(job_id=7, account_id=1, run_seconds=1.5))  # still running when the wait starts
+    waits: list[DbtCloudRunTrigger] = []
+    original_run = DbtCloudRunTrigger.run
+
+    async def spy(self: DbtCloudRunTrigger) -> AsyncIterator[Any]:
+        waits.append(self)
+        async for event in original_run(self):
+            yield event
+
+    monkeypatch.setattr(DbtCloudRunTrigger, "run", spy)
+    duckdb_path = tmp_path / "demo.duckdb"
+    for name, value in {
+        "DBT_CLOUD_POLL_INTERVAL": "0.2",  # read when the DAG file is parsed
+        "DEMO_DUCKDB_PATH": str(duckdb_path),
+        "DLT_DATA_DIR": str(tmp_path / "dlt"),  # dlt's pipeline state, instead of ~/.dlt
+        "RUNTIME__DLTHUB_TELEMETRY": "false",
+    }.items():
+        monkeypatch.setenv(name, value)
+    dag = load_dagbag().dags[dag_id]
+
+    dag_run = dag.test(run_conf={"job_id": 7})
+
+    tis = {ti.task_id: ti for ti in dag_run.get_task_instances()}
+    assert {task_id: ti.state for task_id, ti in tis.items()} == dict.fromkeys(EXPECTED_TASKS[dag_id], "success")
+    runs = list(emulator.runs.values())
+    assert [(run["job_definition_id"], run["status"]) for run in runs] == [(7, 10)]
+    assert f"Triggered by Airflow: {dag_id}." in runs[0]["trigger"]["cause"]
+    assert [(w.conn_id, w.run_id, w.poll_interval) for w in waits] == [("dbt_cloud_default", runs[0]["id"], 0.2)]
+    if dag_id == "example_dlt_then_dbt_cloud":
+        summary = xcom_value(tis["summarize"])
+        assert summary == {"rows": 4, "run_id": runs[0]["id"], "status": "Success", "run_url": runs[0]["href"]}
+        assert duckdb_path.is_file()
+
+
+def test_make_demo_runs_the_dlt_example_end_to_end() -> None:
+    """``make demo`` (``python -m airflow_dbt_cloud_dlt.demo``): its own Airflow home, emulator and checks."""
+    done = subprocess.run(
+        [sys.executable, "-m", "airflow_dbt_cloud_dlt.demo"], capture_output=True, text=True, timeout=280, check=False
+    )
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-2000:]
+    assert "dlt        loaded 4 rows into raw.orders" in done.stdout
+    assert "the dbt task deferred" in done.stdout
+    assert "load_orders success, run_dbt_cloud_job success, summarize success" in done.stdout
+    assert done.stdout.rstrip().endswith("Demo OK.")
