@@ -232,3 +232,8 @@ def test_proxies_from_env_var(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -
         assert "proxies" in str(error)
     else:
         assert creds.proxies == {"https": "http://proxy.internal:3128"}
+
+
+def test_plain_http_to_a_dot_localhost_alias_is_refused() -> None:
+    with pytest.raises(DbtCloudConfigError, match="Refusing plain http"):
+        normalize_base_url("http://emulator.localhost:8765")

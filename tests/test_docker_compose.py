@@ -168,3 +168,11 @@ def test_no_login_is_needed(services: dict[str, Any]) -> None:
     env = services["airflow-api-server"]["environment"]
     assert env["AIRFLOW__CORE__AUTH_MANAGER"].endswith("SimpleAuthManager")
     assert env["AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_ALL_ADMINS"] == "True"
+
+
+def test_emulator_certificate_names_the_host_the_connection_uses(services: dict[str, Any]) -> None:
+    command = as_list(services[EMULATOR]["command"])
+    hostnames = [command[i + 1] for i, arg in enumerate(command) if arg == "--cert-hostname"]
+    conn = json.loads(services["airflow-triggerer"]["environment"]["AIRFLOW_CONN_DBT_CLOUD_DEFAULT"])
+    assert urlsplit(conn["host"]).hostname in hostnames
+    assert conn["extra"]["verify"].endswith("/ca.pem")

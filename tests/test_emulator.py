@@ -763,3 +763,14 @@ def test_independent_of_airflow_and_the_api_client() -> None:
         "assert not bad, bad\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
+
+
+def test_certificate_can_name_extra_hosts(tmp_path: Path) -> None:
+    from cryptography import x509
+
+    from airflow_dbt_cloud_dlt.testing.tls import generate_certificates
+
+    files = generate_certificates(tmp_path, hostnames=("dbt-cloud-emulator",))
+    leaf = x509.load_pem_x509_certificate(files.server_cert.read_bytes())
+    names = leaf.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    assert names.get_values_for_type(x509.DNSName) == ["localhost", "dbt-cloud-emulator"]

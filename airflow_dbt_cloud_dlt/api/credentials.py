@@ -49,7 +49,7 @@ def _optional_id(value: object, name: str) -> int | None:
 
 
 def _is_loopback(host: str) -> bool:
-    if host == "localhost" or host.endswith(".localhost"):
+    if host == "localhost":  # not "*.localhost": a container alias of that form may be another machine
         return True
     try:
         return ipaddress.ip_address(host).is_loopback

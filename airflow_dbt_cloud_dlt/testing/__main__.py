@@ -22,6 +22,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--port", type=int, default=8765, help="0 lets the OS pick a free port")
     parser.add_argument("--tls", action="store_true", help="serve https with a generated certificate")
     parser.add_argument("--cert-dir", help="where to write ca.pem/server.pem/server-key.pem (default: temp)")
+    parser.add_argument(
+        "--cert-hostname", action="append", default=[], help="another name for the certificate (repeatable)"
+    )
     parser.add_argument("--account", type=int, default=1)
     parser.add_argument("--token", default="emulator-token")
     parser.add_argument(
@@ -34,7 +37,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     emulator = DbtCloudEmulator(
-        tls=args.tls, host=args.host, port=args.port, accounts={args.account: args.token}, cert_dir=args.cert_dir
+        tls=args.tls,
+        host=args.host,
+        port=args.port,
+        accounts={args.account: args.token},
+        cert_dir=args.cert_dir,
+        cert_hostnames=args.cert_hostname,
     )
     jobs = [parse_job_spec(spec, args.account) for spec in args.job] or [default_demo_job()]
     for job in jobs:

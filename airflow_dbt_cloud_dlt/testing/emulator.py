@@ -357,10 +357,12 @@ class DbtCloudEmulator:
         port: int = 0,
         accounts: Mapping[int, str | Sequence[str]] | None = None,
         cert_dir: str | Path | None = None,
+        cert_hostnames: Sequence[str] = (),
         max_request_log: int = 100_000,
     ) -> None:
         self.tls, self._bind = tls, (host, port)
         self._cert_dir = Path(cert_dir) if cert_dir else None
+        self._cert_hostnames = tuple(cert_hostnames)
         self._tmp_dir: Path | None = None
         self.ca_cert_path: str | None = None
         self._tokens: dict[str, set[int]] = {}
@@ -391,7 +393,7 @@ class DbtCloudEmulator:
         context = None
         if self.tls:
             self._tmp_dir = None if self._cert_dir else Path(tempfile.mkdtemp(prefix="dbt-cloud-emulator-"))
-            files = generate_certificates(self._cert_dir or self._tmp_dir or ".")
+            files = generate_certificates(self._cert_dir or self._tmp_dir or ".", self._cert_hostnames)
             context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
             context.minimum_version = ssl.TLSVersion.TLSv1_2
             context.load_cert_chain(files.server_cert, files.server_key)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ipaddress
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -26,8 +27,9 @@ def _name(common_name: str) -> x509.Name:
     return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
 
 
-def generate_certificates(directory: str | Path) -> CertificateFiles:
-    """Create a CA and a server certificate for ``127.0.0.1`` / ``localhost`` in ``directory``.
+def generate_certificates(directory: str | Path, hostnames: Sequence[str] = ()) -> CertificateFiles:
+    """Create a CA and a server certificate for ``127.0.0.1`` / ``localhost`` (and ``hostnames``, such as
+    a docker-compose service name) in ``directory``.
 
     A separate CA (rather than one self-signed leaf) keeps strict X.509 verification
     (e.g. Python 3.13's ``VERIFY_X509_STRICT``) happy.
@@ -77,7 +79,12 @@ def generate_certificates(directory: str | Path) -> CertificateFiles:
         .not_valid_after(later)
         .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
         .add_extension(
-            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1")), x509.DNSName("localhost")]),
+            x509.SubjectAlternativeName(
+                [
+                    x509.IPAddress(ipaddress.ip_address("127.0.0.1")),
+                    *(x509.DNSName(name) for name in ("localhost", *hostnames)),
+                ]
+            ),
             critical=False,
         )
         .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
