@@ -25,9 +25,11 @@ install-airflow2: $(VENV2)/.installed
 demo: install
 	$(VENV3)/bin/python -m airflow_dbt_cloud_dlt.demo
 
+PY_SOURCES := airflow_dbt_cloud_dlt tests example_dags benchmarks
+
 lint: install
-	$(VENV3)/bin/ruff check .
-	$(VENV3)/bin/ruff format --check .
+	$(VENV3)/bin/ruff check $(PY_SOURCES)
+	$(VENV3)/bin/ruff format --check $(PY_SOURCES)
 	$(VENV3)/bin/mypy
 
 test-airflow3: install
