@@ -9,7 +9,7 @@ accepts it (succeeded), or starts a new run (failed or cancelled; a rerun from t
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import timedelta
+from datetime import datetime, timedelta, timezone
 from typing import TYPE_CHECKING, Any
 
 from ._compat import AirflowException, BaseOperator, Context
@@ -23,6 +23,8 @@ DEFAULT_POLL_INTERVAL = 10.0
 DEFAULT_TIMEOUT = timedelta(days=7)
 #: How long ``on_kill`` waits for dbt Cloud to confirm a cancel.
 CANCEL_CONFIRM_SECONDS = 60.0
+#: Seconds kept free before ``execution_timeout`` to cancel the run and report.
+EXECUTION_TIMEOUT_MARGIN = 5.0
 #: Trigger POSTs per try when dbt Cloud answers 5xx and provably started no run.
 TRIGGER_ATTEMPTS = 3
 _INT_OVERRIDES = ("threads_override", "timeout_seconds_override")
@@ -175,8 +177,14 @@ class RunDbtCloudJobOperator(BaseOperator):
         return {key: value for key, value in body.items() if value is not None}
 
     def _wait_timeout(self, context: Context) -> float | None:
-        """The smaller of ``timeout`` and what is left of ``execution_timeout``, so ours fires first."""
-        limits = [t for t in (self.timeout, _seconds(self.execution_timeout)) if t is not None]
+        """The smaller of ``timeout`` and what is left of ``execution_timeout``, so that ours fires first and
+        cancels the run (Airflow's own execution timeout would leave it running)."""
+        limits = [self.timeout] if self.timeout is not None else []
+        execution_timeout = _seconds(self.execution_timeout)
+        started = getattr(context["ti"], "start_date", None)
+        if execution_timeout is not None:
+            elapsed = (datetime.now(timezone.utc) - started).total_seconds() if started else 0.0
+            limits.append(max(1.0, execution_timeout - elapsed - EXECUTION_TIMEOUT_MARGIN))
         return min(limits) if limits else None
 
     # --- execution --------------------------------------------------------------------------------
@@ -263,23 +271,22 @@ class RunDbtCloudJobOperator(BaseOperator):
     def _wait_blocking(self, client: DbtCloudClient, context: Context) -> int:
         from .api.errors import DbtCloudRunTimeoutError
         from .api.models import RunStatus, run_status
-        from .api.reporting import progress_line
+        from .api.reporting import progress_line, progress_state
         from .api.waiting import wait_for_run
 
         assert self.run_id is not None
-        last: list[str] = []
+        last: list[tuple[Any, ...]] = []
 
-        def report(run: dict[str, Any]) -> None:
-            line = progress_line(run)
-            key = line.split(", ")[:2]
-            if key != last[:2]:
-                self.log.info("%s", line)
-                last[:] = key
+        def report(run: dict[str, Any]) -> None:  # one line whenever the status or the running step changes
+            state = progress_state(run)
+            if not last or state != last[-1]:
+                self.log.info("%s", progress_line(run))
+                last.append(state)
 
         try:
             run = wait_for_run(
                 client, self.run_id, poll_interval=self.poll_interval, timeout=self._wait_timeout(context),
-                include_related=("run_steps",), on_poll=report,
+                include_related=("run_steps", "job"), on_poll=report,
             )  # fmt: skip
         except DbtCloudRunTimeoutError as error:
             self._fail_on_timeout(client, str(error))

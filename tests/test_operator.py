@@ -108,7 +108,7 @@ def test_failed_run_fails_the_task_and_says_why(
 
     assert ti.state == "failed"
     text = output(capfd, caplog)
-    assert "Failed step 2/2: Invoke dbt with `dbt build`" in text
+    assert "Failed step 2 of 2: Invoke dbt with `dbt build`" in text
     assert "Database Error in model revenue" in text and "line 119" in text
     assert "line 69" not in text.split("Failed step")[1]  # only the tail (last 50 lines) of the step log
     assert "model.shop.revenue: Database Error: division by zero" in text
@@ -154,3 +154,20 @@ def test_unknown_job_fails_with_a_clear_message(
     assert ti.state == "failed"
     assert "job 999 was not found" in output(capfd, caplog)
     assert emulator.runs == {}
+
+
+def test_blocking_wait_logs_a_line_per_status_or_step_change(
+    emulator: Any, capfd: pytest.CaptureFixture[str], caplog: pytest.LogCaptureFixture
+) -> None:
+    steps = [StepScript(name="Clone git repository"), StepScript(name="Invoke dbt with `dbt seed`"),
+             StepScript(name="Invoke dbt with `dbt build`")]  # fmt: skip
+    emulator.add_job(JobScript(job_id=51, account_id=1, queue_seconds=0.3, run_seconds=1.5, steps=steps))
+    with caplog.at_level(logging.INFO):
+        ti = run_dag(job_id=51, poll_interval=0.05)
+    assert ti.state == "success"
+    lines = [line for line in output(capfd, caplog).splitlines() if "dbt Cloud run 7" in line and " elapsed" in line]
+    text = "\n".join(lines)
+    assert "Queued" in text and "step 1 of 3 'Clone git repository'" in text
+    assert "step 2 of 3 'Invoke dbt with `dbt seed`'" in text and "step 3 of 3" in text and "Success" in text
+    assert f"{emulator.base_url}/deploy/1/projects/" in lines[-1]
+    assert len(lines) <= 2 * 6  # a line per change (Airflow 2 logs each twice), not one per poll (~40 polls)

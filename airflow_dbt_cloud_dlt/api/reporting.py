@@ -26,13 +26,34 @@ def run_url(run: dict[str, Any], base_url: str) -> str:
     return f"{base_url}/deploy/{run.get('account_id')}/projects/{run.get('project_id')}/runs/{run.get('id')}/"
 
 
+def _current_step(run: dict[str, Any]) -> dict[str, Any] | None:
+    steps = run.get("run_steps") or []
+    return next((s for s in steps if s.get("status") in (RunStatus.STARTING, RunStatus.RUNNING)), None)
+
+
+def _of_total(run: dict[str, Any], steps: list[dict[str, Any]]) -> str:
+    """ " of N" when the job's commands are known: dbt Cloud lists a step only once it starts, and runs its
+    own setup steps (clone, profile, deps) before the job's ``execute_steps``."""
+    commands = (run.get("job") or {}).get("execute_steps")
+    if not commands:
+        return ""
+    setup = sum(1 for step in steps if not str(step.get("name", "")).startswith("Invoke dbt"))
+    return f" of {setup + len(commands)}"
+
+
+def progress_state(run: dict[str, Any]) -> tuple[Any, ...]:
+    """What a progress line reports, without the clock: the status and the running step."""
+    step = _current_step(run)
+    return run.get("status"), step.get("index") if step else None
+
+
 def progress_line(run: dict[str, Any]) -> str:
     """One line: status, the running step out of how many, elapsed time, and the run URL."""
     parts = [f"dbt Cloud run {run.get('id')}: {run.get('status_humanized') or RunStatus(run['status']).name.title()}"]
     steps = run.get("run_steps") or []
-    current = next((s for s in steps if s.get("status") in (RunStatus.STARTING, RunStatus.RUNNING)), None)
+    current = _current_step(run)
     if current is not None:
-        parts.append(f"step {current.get('index')}/{len(steps)} {current.get('name')!r}")
+        parts.append(f"step {current.get('index')}{_of_total(run, steps)} {current.get('name')!r}")
     if run.get("duration"):
         parts.append(f"{run['duration']} elapsed")
     if run.get("href"):
@@ -67,7 +88,7 @@ def failure_report(client: DbtCloudClient, run_id: int) -> str:
     the failure behind an API error.
     """
     try:
-        run = client.get_run(run_id, include_related=("run_steps",))
+        run = client.get_run(run_id, include_related=("run_steps", "job"))
     except DbtCloudError as error:
         return f"dbt Cloud run {run_id} failed; its details could not be read ({error})."
     status = run.get("status_humanized") or RunStatus(run["status"]).name.title()
@@ -77,7 +98,7 @@ def failure_report(client: DbtCloudClient, run_id: int) -> str:
     steps = run.get("run_steps") or []
     failed = next((s for s in steps if s.get("status") == RunStatus.ERROR), None)
     if failed is not None:
-        lines.append(f"Failed step {failed.get('index')}/{len(steps)}: {failed.get('name')}")
+        lines.append(f"Failed step {failed.get('index')}{_of_total(run, steps)}: {failed.get('name')}")
         logs = failed.get("logs") or failed.get("truncated_debug_logs") or ""
         if logs:
             lines.append(f"Last {LOG_TAIL_LINES} lines of its log:\n{_tail(logs)}")

@@ -705,7 +705,8 @@ class DbtCloudEmulator:
             "environment_id": j.environment_id,
             "name": j.name,
             "raw_dbt_version": j.dbt_version,
-            "execute_steps": [_command(s.name) for s in j.steps],
+            # Only the dbt commands: dbt Cloud adds its own setup steps (clone, profile, deps) to a run.
+            "execute_steps": [_command(s.name) for s in j.steps if s.name.startswith("Invoke dbt")],
             "execution": {"timeout_seconds": j.timeout_seconds},
             "created_at": self._created(j.job_id),
             "updated_at": self._created(j.job_id),
