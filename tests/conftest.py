@@ -9,6 +9,7 @@ import tempfile
 from collections.abc import Iterator
 from importlib.metadata import version
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -37,6 +38,23 @@ def connection_json(base_url: str, token: str = TOKEN, account_id: int = ACCOUNT
     return json.dumps(
         {"conn_type": "dbt_cloud_dlt", "host": base_url, "login": str(account_id), "password": token, "extra": extra}
     )
+
+
+def start_run(emulator: Any, job_id: int, cause: str = "started elsewhere", **script: Any) -> int:
+    """Add a job to the emulator and start a run of it straight through the API, as another tool would."""
+    import requests
+
+    from airflow_dbt_cloud_dlt.testing import JobScript
+
+    emulator.add_job(JobScript(job_id=job_id, account_id=ACCOUNT_ID, **script))
+    response = requests.post(
+        f"{emulator.base_url}/api/v2/accounts/{ACCOUNT_ID}/jobs/{job_id}/run/",
+        json={"cause": cause},
+        headers={"Authorization": f"Token {TOKEN}"},
+        timeout=5,
+    )
+    response.raise_for_status()
+    return int(response.json()["data"]["id"])
 
 
 @pytest.fixture

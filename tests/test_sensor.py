@@ -7,25 +7,11 @@ import json
 from typing import Any
 
 import pytest
-import requests
-from conftest import TOKEN
+from conftest import start_run
 from dbt_test_dags import sensor_dag
-
-from airflow_dbt_cloud_dlt.testing import JobScript
 
 pytestmark = pytest.mark.usefixtures("airflow_db", "airflow_conn")
 _ids = itertools.count()
-
-
-def start_run(emulator: Any, job_id: int, **script: Any) -> int:
-    emulator.add_job(JobScript(job_id=job_id, account_id=1, **script))
-    response = requests.post(
-        f"{emulator.base_url}/api/v2/accounts/1/jobs/{job_id}/run/",
-        json={"cause": "started elsewhere"},
-        headers={"Authorization": f"Token {TOKEN}"},
-        timeout=5,
-    )
-    return int(response.json()["data"]["id"])
 
 
 def run_sensor(**kwargs: Any) -> str:

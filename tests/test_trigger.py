@@ -8,25 +8,11 @@ import time
 from typing import Any
 
 import pytest
-from conftest import TOKEN, connection_json
+from conftest import TOKEN, connection_json, start_run
 
-from airflow_dbt_cloud_dlt.testing import JobScript
 from airflow_dbt_cloud_dlt.triggers import DbtCloudRunTrigger
 
 pytestmark = pytest.mark.usefixtures("airflow_conn")
-
-
-def start_run(emulator: Any, job_id: int, **script: Any) -> int:
-    import requests
-
-    emulator.add_job(JobScript(job_id=job_id, account_id=1, **script))
-    response = requests.post(
-        f"{emulator.base_url}/api/v2/accounts/1/jobs/{job_id}/run/",
-        json={"cause": "test"},
-        headers={"Authorization": f"Token {TOKEN}"},
-        timeout=5,
-    )
-    return int(response.json()["data"]["id"])
 
 
 async def first_event(trigger: DbtCloudRunTrigger) -> dict[str, Any]:

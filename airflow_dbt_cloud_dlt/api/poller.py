@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
+from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -40,7 +41,8 @@ class RunPoller:
     def __init__(self, key: tuple[Any, ...], credentials: DbtCloudCredentials) -> None:
         self._key = key
         self._client = AsyncDbtCloudClient(credentials, retry=POLL_RETRY)
-        self._waiters: set[_Waiter] = set()
+        self._waiters: dict[int, set[_Waiter]] = {}  # by run id: every step stays O(1) per waiter
+        self._intervals: Counter[float] = Counter()  # the waiters' poll intervals, for the tick
         self._task: asyncio.Task[None] | None = None
         self._interval_changed = asyncio.Event()
         self._pk_in_supported = True
@@ -49,26 +51,36 @@ class RunPoller:
     @property
     def run_ids(self) -> set[int]:
         """The runs still waited for (a waiter whose answer is set is not polled again)."""
-        return {waiter.run_id for waiter in self._waiters if not waiter.future.done()}
+        return {run_id for run_id, waiters in self._waiters.items() if any(not w.future.done() for w in waiters)}
 
     def _interval(self) -> float:
-        return min((w.poll_interval for w in self._waiters), default=0.0)
+        return min(self._intervals, default=0.0)
 
     async def wait(self, run_id: int, poll_interval: float) -> dict[str, Any]:
         """Return the run once it is terminal. Cancelling the caller unregisters it."""
         waiter = _Waiter(run_id, max(0.1, poll_interval), asyncio.get_running_loop().create_future())
         if self._waiters and waiter.poll_interval < self._interval():
             self._interval_changed.set()
-        self._waiters.add(waiter)
+        self._waiters.setdefault(run_id, set()).add(waiter)
+        self._intervals[waiter.poll_interval] += 1
         _POLLERS.setdefault(self._key, self)  # a poller that stopped a moment ago becomes current again
         if self._task is None or self._task.done():
             self._task = asyncio.create_task(self._loop(), name=f"dbt-cloud-poller-{self._key[2]}")
         try:
             return await waiter.future
         finally:
-            self._waiters.discard(waiter)
+            self._remove(waiter)
             if not self._waiters:
                 await self._stop()
+
+    def _remove(self, waiter: _Waiter) -> None:
+        waiters = self._waiters.get(waiter.run_id, set())
+        waiters.discard(waiter)
+        if not waiters:
+            self._waiters.pop(waiter.run_id, None)
+        self._intervals[waiter.poll_interval] -= 1
+        if self._intervals[waiter.poll_interval] <= 0:
+            del self._intervals[waiter.poll_interval]
 
     async def _stop(self) -> None:
         if _POLLERS.get(self._key) is self:
@@ -133,12 +145,13 @@ class RunPoller:
         if error.transient:
             log.warning("Could not read dbt Cloud runs this tick (%s); will try again.", error)
             return
-        for waiter in [w for w in self._waiters if w.run_id in run_ids]:
-            if not waiter.future.done():
-                waiter.future.set_exception(error)
+        for run_id in run_ids:
+            for waiter in self._waiters.get(run_id, ()):
+                if not waiter.future.done():
+                    waiter.future.set_exception(error)
 
     def _resolve(self, run_id: int, run: dict[str, Any]) -> None:
-        for waiter in [w for w in self._waiters if w.run_id == run_id]:
+        for waiter in self._waiters.get(run_id, ()):
             if not waiter.future.done():
                 waiter.future.set_result(run)
 
