@@ -8,6 +8,9 @@ extra ``proxies``. Extras may also set ``job_id``, ``project_id``, ``environment
 
 from __future__ import annotations
 
+import asyncio
+import time
+import weakref
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
@@ -20,6 +23,11 @@ if TYPE_CHECKING:
     from .api.aio import AsyncDbtCloudClient
     from .api.client import DbtCloudClient
 
+#: Seconds that triggers in one process share a connection lookup (a rotated token is seen after this).
+CREDENTIALS_TTL = 30.0
+_SHARED_CREDENTIALS: weakref.WeakKeyDictionary[
+    asyncio.AbstractEventLoop, dict[tuple[str, str], tuple[float, asyncio.Future[DbtCloudCredentials]]]
+] = weakref.WeakKeyDictionary()
 _EXTRA_FIELDS = ("job_id", "project_id", "environment_id", "timeout", "proxies", "verify")
 
 
@@ -66,7 +74,26 @@ class DbtCloudHook(BaseHook):
         return credentials
 
     async def aget_credentials(self) -> DbtCloudCredentials:
-        """The credentials, read without blocking the triggerer's event loop."""
+        """The credentials, read without blocking the triggerer's event loop.
+
+        Triggers of the same connection in one event loop share one lookup for ``CREDENTIALS_TTL`` seconds:
+        a triggerer that resumes a thousand deferred tasks reads the connection once, not a thousand times
+        (each read reloads the secrets backends). A failed lookup is not kept.
+        """
+        shared = _SHARED_CREDENTIALS.setdefault(asyncio.get_running_loop(), {})
+        key, now = (self.dbt_cloud_conn_id, str(self.account_id)), time.monotonic()
+        expires, lookup = shared.get(key, (0.0, None))
+        if lookup is None or expires < now:
+            lookup = asyncio.ensure_future(self._read_credentials())
+            shared[key] = (now + CREDENTIALS_TTL, lookup)
+        try:
+            return await asyncio.shield(lookup)  # one caller's cancellation must not cancel the others' lookup
+        except Exception:
+            if shared.get(key, (0.0, None))[1] is lookup:
+                del shared[key]
+            raise
+
+    async def _read_credentials(self) -> DbtCloudCredentials:
         from airflow.providers.common.compat.connection import get_async_connection, get_async_extra_dejson
 
         conn = await get_async_connection(self.dbt_cloud_conn_id)

@@ -34,8 +34,7 @@ LIST_PATH = "/api/v2/accounts/1/runs/"
 async def _clean_loop_state() -> AsyncIterator[None]:
     yield
     await aio.close_shared_clients()
-    for key in [key for key in poller._POLLERS if key[0] == id(asyncio.get_running_loop())]:
-        del poller._POLLERS[key]
+    poller._POLLERS.pop(asyncio.get_running_loop(), None)
 
 
 @pytest.fixture
@@ -60,7 +59,7 @@ def per_run_gets(emu: DbtCloudEmulator) -> list[RequestRecord]:
 
 
 def this_loops_pollers() -> list[Any]:
-    return [key for key in poller._POLLERS if key[0] == id(asyncio.get_running_loop())]
+    return list(poller._POLLERS.get(asyncio.get_running_loop(), {}))
 
 
 # --- the async client -----------------------------------------------------------------------------------
@@ -237,7 +236,7 @@ async def test_cancelled_waiters_unregister_and_poller_stops(
     tasks = [asyncio.create_task(wait_for_run_async(creds, i, poll_interval=0.1)) for i in ids]
     await asyncio.sleep(0.3)
     (key,) = this_loops_pollers()
-    shared = poller._POLLERS[key]
+    shared = poller._POLLERS[asyncio.get_running_loop()][key]
     assert shared.run_ids == set(ids)
     task = shared._task
     assert task is not None and not task.done()
@@ -250,7 +249,7 @@ async def test_cancelled_waiters_unregister_and_poller_stops(
     await asyncio.sleep(0.05)
     assert this_loops_pollers() == [] and shared.run_ids == set()
     assert task.done()
-    assert not any(k[0] == id(asyncio.get_running_loop()) for k in aio._SHARED)  # pooled client closed
+    assert asyncio.get_running_loop() not in aio._SHARED  # pooled client closed
     polls = len(lists_with_pk_in(emulator))
     await asyncio.sleep(0.3)
     assert len(lists_with_pk_in(emulator)) == polls  # nothing polls any more

@@ -89,3 +89,22 @@ async def test_many_triggers_share_one_poller(emulator: Any) -> None:
     gets = [r for r in emulator.requests if r.method == "GET"]
     assert all(r.path.endswith("/runs/") and "pk__in" in r.query for r in gets)
     assert len(gets) <= 10  # ~4 ticks of one batched request, not 60 runs x ticks
+
+
+async def test_triggers_of_one_connection_share_one_lookup(emulator: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    from airflow_dbt_cloud_dlt.hooks import DbtCloudHook
+
+    lookups: list[str] = []
+    read = DbtCloudHook._read_credentials
+
+    async def counting(self: DbtCloudHook) -> Any:
+        lookups.append(self.dbt_cloud_conn_id)
+        return await read(self)
+
+    monkeypatch.setattr(DbtCloudHook, "_read_credentials", counting)
+    run_ids = [start_run(emulator, 20, run_seconds=0.3, serial=False) for _ in range(20)]
+    events = await asyncio.gather(
+        *(first_event(DbtCloudRunTrigger("dbt_cloud_default", run_id, poll_interval=0.1)) for run_id in run_ids)
+    )
+    assert {e["status"] for e in events} == {"success"}
+    assert lookups == ["dbt_cloud_default"]

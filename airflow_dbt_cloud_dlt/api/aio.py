@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import ssl
+import weakref
 from collections.abc import Iterable
 from typing import Any
 
@@ -23,7 +24,10 @@ from .errors import DbtCloudRateLimitError
 from .ratelimit import budget_for
 
 _NOT_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
-_SHARED: dict[tuple[Any, ...], httpx.AsyncClient] = {}
+#: Per event loop (weakly: a closed loop's clients go with it), per endpoint settings.
+_SHARED: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[tuple[Any, ...], httpx.AsyncClient]] = (
+    weakref.WeakKeyDictionary()
+)
 
 
 def _verify(credentials: DbtCloudCredentials) -> ssl.SSLContext | bool:
@@ -34,10 +38,10 @@ def _verify(credentials: DbtCloudCredentials) -> ssl.SSLContext | bool:
 
 def shared_http_client(credentials: DbtCloudCredentials) -> httpx.AsyncClient:
     """The process's pooled HTTP client for this event loop and endpoint settings."""
-    loop = asyncio.get_running_loop()
+    clients = _SHARED.setdefault(asyncio.get_running_loop(), {})
     proxies = tuple(sorted((credentials.proxies or {}).items()))
-    key = (id(loop), credentials.base_url, str(credentials.verify), proxies, credentials.timeout)
-    client = _SHARED.get(key)
+    key = (credentials.base_url, str(credentials.verify), proxies, credentials.timeout)
+    client = clients.get(key)
     if client is None or client.is_closed:
         if not credentials.verify:
             core.log.warning("TLS verification of %s is off: only do this for testing.", credentials.host)
@@ -52,15 +56,14 @@ def shared_http_client(credentials: DbtCloudCredentials) -> httpx.AsyncClient:
             limits=httpx.Limits(max_connections=50, max_keepalive_connections=20),
             follow_redirects=False,
         )
-        _SHARED[key] = client
+        clients[key] = client
     return client
 
 
 async def close_shared_clients() -> None:
     """Close every pooled client of the running event loop (used when the last user leaves)."""
-    loop_id = id(asyncio.get_running_loop())
-    for key in [key for key in _SHARED if key[0] == loop_id]:
-        await _SHARED.pop(key).aclose()
+    for client in _SHARED.pop(asyncio.get_running_loop(), {}).values():
+        await client.aclose()
 
 
 class AsyncDbtCloudClient:

@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
+import weakref
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
@@ -63,9 +64,9 @@ class RunPoller:
             self._interval_changed.set()
         self._waiters.setdefault(run_id, set()).add(waiter)
         self._intervals[waiter.poll_interval] += 1
-        _POLLERS.setdefault(self._key, self)  # a poller that stopped a moment ago becomes current again
+        _loop_pollers().setdefault(self._key, self)  # a poller that stopped a moment ago becomes current again
         if self._task is None or self._task.done():
-            self._task = asyncio.create_task(self._loop(), name=f"dbt-cloud-poller-{self._key[2]}")
+            self._task = asyncio.create_task(self._loop(), name=f"dbt-cloud-poller-{self._key[1]}")
         try:
             return await waiter.future
         finally:
@@ -83,12 +84,13 @@ class RunPoller:
             del self._intervals[waiter.poll_interval]
 
     async def _stop(self) -> None:
-        if _POLLERS.get(self._key) is self:
-            del _POLLERS[self._key]
+        pollers = _loop_pollers()
+        if pollers.get(self._key) is self:
+            del pollers[self._key]
         if self._task is not None and self._task is not asyncio.current_task():
             self._task.cancel()
         self._task = None
-        if not any(key[0] == self._key[0] for key in _POLLERS):
+        if not pollers:
             await close_shared_clients()
 
     async def _loop(self) -> None:
@@ -156,15 +158,23 @@ class RunPoller:
                 waiter.future.set_result(run)
 
 
-_POLLERS: dict[tuple[Any, ...], RunPoller] = {}
+#: Per event loop (weakly), per (host, account, token).
+_POLLERS: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[tuple[Any, ...], RunPoller]] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def _loop_pollers() -> dict[tuple[Any, ...], RunPoller]:
+    return _POLLERS.setdefault(asyncio.get_running_loop(), {})
 
 
 def poller_for(credentials: DbtCloudCredentials) -> RunPoller:
     """The running event loop's poller for these credentials' account."""
-    key = (id(asyncio.get_running_loop()), credentials.base_url, credentials.account_id, credentials.api_token)
-    poller = _POLLERS.get(key)
+    pollers = _loop_pollers()
+    key = (credentials.base_url, credentials.account_id, credentials.api_token)
+    poller = pollers.get(key)
     if poller is None:
-        poller = _POLLERS[key] = RunPoller(key, credentials)
+        poller = pollers[key] = RunPoller(key, credentials)
     return poller
 
 
