@@ -106,8 +106,6 @@ class DbtCloudHook(BaseHook):
 
         return DbtCloudClient(self.credentials)
 
-    get_client = get_conn
-
     async def get_async_client(self) -> AsyncDbtCloudClient:
         """An async API client over the process's pooled HTTP connections."""
         from .api.aio import AsyncDbtCloudClient
