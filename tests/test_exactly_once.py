@@ -91,3 +91,22 @@ def test_ambiguous_trigger_failure_finds_the_run_instead_of_triggering_again(emu
     (run,) = runs_of(emulator, 6)
     assert run["status"] == 10
     assert sum(1 for r in emulator.requests if r.method == "POST") == 1  # never sent twice
+
+
+def test_marker_search_reads_runs_whose_list_entry_lacks_the_trigger(emulator: Any, credentials: Any) -> None:
+    """Some servers leave ``trigger`` out of list answers: the search must then read those runs one by one."""
+    from airflow_dbt_cloud_dlt.api.client import DbtCloudClient
+    from airflow_dbt_cloud_dlt.api.idempotency import find_marked_run
+
+    emulator.add_job(JobScript(job_id=7, account_id=1, run_seconds=30, serial=False))
+    with DbtCloudClient(credentials) as client:
+        mine = client.trigger_job_run(7, {"cause": "mine [af:0123456789abcdef]"})
+        client.trigger_job_run(7, {"cause": "someone else's"})
+        original = client.list_runs
+
+        def list_without_trigger(**kwargs: Any) -> list[dict[str, Any]]:
+            return [{**run, "trigger": None} for run in original(**kwargs)]
+
+        client.list_runs = list_without_trigger  # type: ignore[method-assign]
+        found = find_marked_run(client, 7, "[af:0123456789abcdef]")
+    assert found is not None and found["id"] == mine["id"]

@@ -41,7 +41,14 @@ def find_marked_run(client: DbtCloudClient, job_id: int, marker: str) -> dict[st
     runs = client.list_runs(job_definition_id=job_id, order_by="-id", include_related=("trigger",), limit=SEARCH_DEPTH)
     ours: dict[int, dict[str, Any]] = {}
     for run in reversed(runs):  # oldest first, so that reruns of reruns are followed
-        cause = (run.get("trigger") or {}).get("cause") or ""
+        cause = _cause(client, run)
         if marker in cause or run.get("retrying_run_id") in ours:
             ours[int(run["id"])] = run
     return ours[max(ours)] if ours else None
+
+
+def _cause(client: DbtCloudClient, run: dict[str, Any]) -> str:
+    """The run's cause; read from the run itself when a list answer left ``trigger`` out."""
+    if not isinstance(run.get("trigger"), dict) and run.get("id"):
+        run["trigger"] = client.get_run(run["id"], include_related=("trigger",)).get("trigger")
+    return str((run.get("trigger") or {}).get("cause") or "")
