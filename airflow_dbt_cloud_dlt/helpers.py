@@ -10,9 +10,9 @@ from __future__ import annotations
 from typing import Any
 
 from .api.client import DbtCloudClient
-from .api.core import build_trigger_body
+from .api.core import build_trigger_body, log
 from .api.credentials import CredentialsLike, resolve_credentials, validate_id
-from .api.errors import DbtCloudConfigError
+from .api.errors import DbtCloudConfigError, DbtCloudError
 from .api.waiting import wait_for_run
 
 
@@ -45,7 +45,13 @@ def run_dbt_cloud_job(
         run = client.trigger_job_run(job, build_trigger_body(creds, data))
         if wait_for_outcome:
             return wait_for_run(client, run["id"], poll_interval=wait_seconds, timeout=timeout)
-        return client.get_run(run["id"])
+        try:
+            return client.get_run(run["id"])  # dlt returns the run as read after the trigger
+        except DbtCloudError as error:  # the run started: an error here must not invite a second trigger
+            log.warning(
+                "Run %s started, but reading it back failed (%s); returning the trigger's answer.", run["id"], error
+            )
+            return run
 
 
 def get_dbt_cloud_run_status(

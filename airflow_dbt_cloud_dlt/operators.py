@@ -25,8 +25,9 @@ DEFAULT_TIMEOUT = timedelta(days=7)
 CANCEL_CONFIRM_SECONDS = 60.0
 #: Seconds kept free before ``execution_timeout`` to cancel the run and report.
 EXECUTION_TIMEOUT_MARGIN = 5.0
-#: Trigger POSTs per try when dbt Cloud answers 5xx and provably started no run.
+#: Trigger POSTs per try when dbt Cloud answers 500/503 and provably started no run.
 TRIGGER_ATTEMPTS = 3
+FINAL_5XX = (500, 503)
 _INT_OVERRIDES = ("threads_override", "timeout_seconds_override")
 _TEXT_OVERRIDES = ("schema_override", "git_sha", "git_branch", "target_name_override", "dbt_version_override")
 
@@ -37,8 +38,15 @@ def _default_deferrable() -> bool:
     return conf.getboolean("operators", "default_deferrable", fallback=False)
 
 
-def _seconds(value: timedelta | float | None) -> float | None:
+def seconds(value: timedelta | float | None) -> float | None:
     return value.total_seconds() if isinstance(value, timedelta) else value
+
+
+def optional_account_id(value: int | str | None) -> int | None:
+    """A templated account id as an int (validated), or None to use the connection's login."""
+    from .api.credentials import validate_id
+
+    return None if value in (None, "") else validate_id(value, "account_id")
 
 
 def _as_int(value: Any) -> Any:
@@ -132,7 +140,7 @@ class RunDbtCloudJobOperator(BaseOperator):
         self.wait_for_termination = wait_for_termination
         self.deferrable = _default_deferrable() if deferrable is None else deferrable
         self.poll_interval = poll_interval
-        self.timeout = _seconds(timeout)
+        self.timeout = seconds(timeout)
         self.cancel_on_timeout = cancel_on_timeout
         self.retry_from_failure = retry_from_failure
         self.run_id: int | None = None
@@ -154,11 +162,17 @@ class RunDbtCloudJobOperator(BaseOperator):
         self.log.info("Job %r in %s/%s is job %s.", self.job_name, self.project_name, self.environment_name, job["id"])
         return int(job["id"])
 
+    def _first_try(self, context: Context) -> int:
+        """The first try of the current series: a clear starts a new series (and must start a new run),
+        retries continue it (and must find the series' run). Airflow derives it the same way."""
+        max_tries = getattr(context["ti"], "max_tries", None)
+        return 1 if max_tries is None else int(max_tries) - int(self.retries or 0) + 1
+
     def _marker(self, context: Context) -> str:
         from .api.idempotency import task_marker
 
         ti = context["ti"]
-        return task_marker(ti.dag_id, ti.task_id, ti.run_id, getattr(ti, "map_index", -1))
+        return task_marker(ti.dag_id, ti.task_id, ti.run_id, getattr(ti, "map_index", -1), self._first_try(context))
 
     def _trigger_body(self, context: Context, marker: str) -> dict[str, Any]:
         from .api.idempotency import cause_with_marker
@@ -180,7 +194,7 @@ class RunDbtCloudJobOperator(BaseOperator):
         """The smaller of ``timeout`` and what is left of ``execution_timeout``, so that ours fires first and
         cancels the run (Airflow's own execution timeout would leave it running)."""
         limits = [self.timeout] if self.timeout is not None else []
-        execution_timeout = _seconds(self.execution_timeout)
+        execution_timeout = seconds(self.execution_timeout)
         started = getattr(context["ti"], "start_date", None)
         if execution_timeout is not None:
             elapsed = (datetime.now(timezone.utc) - started).total_seconds() if started else 0.0
@@ -209,13 +223,13 @@ class RunDbtCloudJobOperator(BaseOperator):
             return self._wait_blocking(client, context)
 
     def _attach_or_trigger(self, client: DbtCloudClient, context: Context, job_id: int) -> dict[str, Any]:
-        from .api.errors import DbtCloudConnectionError, DbtCloudServerError
+        from .api.errors import DbtCloudConnectionError, DbtCloudError, DbtCloudServerError
         from .api.idempotency import find_marked_run
         from .api.models import RunStatus, run_status
 
         marker = self._marker(context)
         try_number = int(getattr(context["ti"], "try_number", 1) or 1)
-        if try_number > 1:
+        if try_number > self._first_try(context):
             earlier = find_marked_run(client, job_id, marker)
             if earlier is not None:
                 status = run_status(earlier)
@@ -237,7 +251,9 @@ class RunDbtCloudJobOperator(BaseOperator):
         for attempt in range(1, TRIGGER_ATTEMPTS + 1):
             try:
                 return client.trigger_job_run(job_id, body)
-            except (DbtCloudConnectionError, DbtCloudServerError) as error:
+            except DbtCloudError as error:
+                if not isinstance(error, DbtCloudConnectionError | DbtCloudServerError):
+                    raise
                 # The request may have reached dbt Cloud: look for it before anything is sent again.
                 found = find_marked_run(client, job_id, marker)
                 if found is not None:
@@ -245,10 +261,10 @@ class RunDbtCloudJobOperator(BaseOperator):
                         "The trigger request failed (%s), but it created run %s; using it.", error, found["id"]
                     )
                     return found
-                # A 5xx is a finished answer, so "no run carries our marker" is final and sending again is safe.
-                # After a timeout or reset the server may still be working on it: leave that to an Airflow retry,
-                # whose search comes later.
-                if isinstance(error, DbtCloudConnectionError) or attempt == TRIGGER_ATTEMPTS:
+                # A 500 or 503 is dbt Cloud's own finished answer, so "no run carries our marker" is final and
+                # sending again is safe. After a timeout, a reset or a gateway's 502/504, dbt Cloud may still be
+                # working on it: leave that to an Airflow retry, whose search comes later.
+                if error.status_code not in FINAL_5XX or attempt == TRIGGER_ATTEMPTS:
                     raise
                 self.log.warning("The trigger request failed (%s) and started no run; sending it again.", error)
         raise AssertionError("unreachable")  # pragma: no cover
@@ -261,7 +277,7 @@ class RunDbtCloudJobOperator(BaseOperator):
             trigger=DbtCloudRunTrigger(
                 conn_id=self.dbt_cloud_conn_id,
                 run_id=self.run_id,
-                account_id=int(self.account_id) if self.account_id else None,
+                account_id=optional_account_id(self.account_id),
                 poll_interval=self.poll_interval,
                 timeout=self._wait_timeout(context),
             ),
@@ -275,13 +291,13 @@ class RunDbtCloudJobOperator(BaseOperator):
         from .api.waiting import wait_for_run
 
         assert self.run_id is not None
-        last: list[tuple[Any, ...]] = []
+        last: dict[str, Any] = {}
 
         def report(run: dict[str, Any]) -> None:  # one line whenever the status or the running step changes
             state = progress_state(run)
-            if not last or state != last[-1]:
+            if last.get("state") != state:
                 self.log.info("%s", progress_line(run))
-                last.append(state)
+                last["state"] = state
 
         try:
             run = wait_for_run(
@@ -333,7 +349,7 @@ class RunDbtCloudJobOperator(BaseOperator):
 
     def on_kill(self) -> None:
         """Cancel the run when the worker is told to stop, and wait a bounded time for dbt Cloud to confirm."""
-        from .api.errors import DbtCloudError, DbtCloudRunTimeoutError
+        from .api.errors import DbtCloudError
         from .api.waiting import wait_for_run
 
         if self.run_id is None:
@@ -343,5 +359,5 @@ class RunDbtCloudJobOperator(BaseOperator):
                 client.cancel_run(self.run_id)
                 wait_for_run(client, self.run_id, poll_interval=2.0, timeout=CANCEL_CONFIRM_SECONDS)
             self.log.info("Cancelled dbt Cloud run %s.", self.run_id)
-        except (DbtCloudError, DbtCloudRunTimeoutError) as error:
+        except DbtCloudError as error:
             self.log.warning("Could not confirm the cancel of dbt Cloud run %s: %s", self.run_id, error)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import timedelta
+from functools import cached_property
 from typing import Any
 
 from ._compat import (
@@ -44,7 +44,9 @@ class DbtCloudRunSensor(BaseSensorOperator):
         self.account_id = account_id
         self.deferrable = _default_deferrable() if deferrable is None else deferrable
 
+    @cached_property
     def _hook(self) -> Any:
+        """One hook per task instance: its connection is read once, not on every poke."""
         from .hooks import DbtCloudHook
 
         return DbtCloudHook(self.dbt_cloud_conn_id, account_id=self.account_id)
@@ -52,7 +54,7 @@ class DbtCloudRunSensor(BaseSensorOperator):
     def _fail(self) -> None:
         from .api.reporting import failure_report
 
-        with self._hook().get_conn() as client:
+        with self._hook.get_conn() as client:
             report = failure_report(client, int(self.run_id))
         self.log.error("%s", report)
         raise AirflowFailException(report)
@@ -67,14 +69,15 @@ class DbtCloudRunSensor(BaseSensorOperator):
             if self.soft_fail:  # BaseSensorOperator applies soft_fail only to its own poke loop
                 raise AirflowSkipException(f"Skipping due to soft_fail: {error}") from error
             raise
+        from .operators import optional_account_id, seconds
         from .triggers import DbtCloudRunTrigger
 
-        timeout = self.timeout.total_seconds() if isinstance(self.timeout, timedelta) else self.timeout
+        timeout = seconds(self.timeout)
         self.defer(
             trigger=DbtCloudRunTrigger(
                 conn_id=self.dbt_cloud_conn_id,
                 run_id=int(self.run_id),
-                account_id=int(self.account_id) if self.account_id else None,
+                account_id=optional_account_id(self.account_id),
                 poll_interval=float(self.poke_interval),
                 timeout=float(timeout) if timeout else None,
             ),
@@ -88,7 +91,7 @@ class DbtCloudRunSensor(BaseSensorOperator):
         from .api.reporting import progress_line
 
         try:
-            with self._hook().get_conn() as client:
+            with self._hook.get_conn() as client:
                 run = client.get_run(self.run_id, include_related=("run_steps",))
         except DbtCloudError as error:
             if error.transient:

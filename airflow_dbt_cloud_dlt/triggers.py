@@ -11,7 +11,7 @@ from airflow.triggers.base import BaseTrigger, TriggerEvent
 
 from .api.credentials import validate_id
 from .api.errors import DbtCloudError
-from .api.models import run_status, run_summary
+from .api.models import run_status, run_summary, status_text
 
 DEFAULT_POLL_INTERVAL = 10.0
 #: Seconds that ``on_kill`` may spend cancelling the run (the triggerer's own bound is 30 s).
@@ -88,19 +88,8 @@ class DbtCloudRunTrigger(BaseTrigger):
                     credentials, self.run_id, poll_interval=self.poll_interval, timeout=remaining
                 )
             except TimeoutError:
-                # One last look, so a run that finished right at the deadline gets its real status.
-                try:
-                    run = await AsyncDbtCloudClient(credentials).get_run(self.run_id)
-                except DbtCloudError:
-                    run = None
-                if run is None or not run_status(run).is_terminal:
-                    status = run.get("status_humanized", "unknown") if run else "unknown"
-                    yield self._event(
-                        "timeout",
-                        f"dbt Cloud run {self.run_id} did not finish within the timeout (last status: {status}).",
-                        run,
-                    )
-                    return
+                yield await self._last_look(AsyncDbtCloudClient(credentials))
+                return
         except DbtCloudError as error:
             yield self._event(
                 "error",
@@ -109,13 +98,26 @@ class DbtCloudRunTrigger(BaseTrigger):
                 observed=False,
             )
             return
-        if run is None:  # unreachable: the timeout branch returned; this narrows the type
-            return
-        status = run_status(run).event_name
-        message = f"dbt Cloud run {self.run_id} ended: {run.get('status_humanized')}."
+        yield self._final_event(run)
+
+    def _final_event(self, run: dict[str, Any]) -> TriggerEvent:
+        message = f"dbt Cloud run {self.run_id} ended: {status_text(run)}."
         if run.get("status_message"):
             message += f" {run['status_message']}"
-        yield self._event(status, message, run)
+        return self._event(run_status(run).event_name, message, run)
+
+    async def _last_look(self, client: Any) -> TriggerEvent:
+        """At the deadline, read the run once more, so a run that finished right then gets its real status."""
+        try:
+            run = await client.get_run(self.run_id)
+        except DbtCloudError:
+            run = None
+        if run is not None and run_status(run).is_terminal:
+            return self._final_event(run)
+        status = status_text(run) if run else "unknown"
+        return self._event(
+            "timeout", f"dbt Cloud run {self.run_id} did not finish within the timeout (last status: {status}).", run
+        )
 
     async def on_kill(self) -> None:
         """Cancel the dbt Cloud run when a user kills, clears or marks the deferred task (Airflow 3.3+)."""

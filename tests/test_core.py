@@ -382,3 +382,10 @@ def test_a_redirect_is_not_retried() -> None:
     request = core.get_run(1, 2)
     error = core.error_for_status(request, 308, {"Location": "https://elsewhere/"}, b"", creds)
     assert "redirect" in str(error) and not core.RetryPolicy().should_retry(request, error)
+
+
+def test_an_unknown_status_code_counts_as_still_running() -> None:
+    from airflow_dbt_cloud_dlt.api.models import RunStatus, is_terminal, run_status, status_text
+
+    assert run_status({"status": 99}) is RunStatus.RUNNING and not is_terminal({"status": 99})
+    assert status_text({"status": 99}) == "Running (99)"

@@ -110,3 +110,23 @@ def test_marker_search_reads_runs_whose_list_entry_lacks_the_trigger(emulator: A
         client.list_runs = list_without_trigger  # type: ignore[method-assign]
         found = find_marked_run(client, 7, "[af:0123456789abcdef]")
     assert found is not None and found["id"] == mine["id"]
+
+
+def test_a_clear_starts_a_new_run_while_a_retry_accepts_the_series_run(emulator: Any, airflow_conn: str) -> None:
+    """Airflow raises try_number on a clear too; only a retry (a try after the series' first) may reuse a run."""
+    from types import SimpleNamespace
+
+    from airflow_dbt_cloud_dlt.operators import RunDbtCloudJobOperator
+
+    emulator.add_job(JobScript(job_id=8, account_id=1, run_seconds=0.0))
+    operator = RunDbtCloudJobOperator(task_id="dbt", job_id=8, retries=1, wait_for_termination=False)
+
+    def execute(try_number: int, max_tries: int) -> int:
+        ti = SimpleNamespace(dag_id="d", task_id="dbt", run_id="r", map_index=-1, try_number=try_number,
+                             max_tries=max_tries, xcom_push=lambda **_: None)  # fmt: skip
+        return operator.execute({"ti": ti})  # type: ignore[arg-type]
+
+    first = execute(try_number=1, max_tries=1)
+    assert execute(try_number=2, max_tries=1) == first  # a retry: the series' run succeeded, no new run
+    cleared = execute(try_number=3, max_tries=3)  # cleared after try 2: a new series (tries 3 and 4)
+    assert cleared != first and len(runs_of(emulator, 8)) == 2

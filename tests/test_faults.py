@@ -59,3 +59,13 @@ def test_a_5xx_on_the_trigger_post_is_sent_again_only_after_checking_no_run_star
     for failed, resent in itertools.pairwise(posts):
         searches = [r for r in emulator.requests if r.method == "GET" and failed.time < r.time < resent.time]
         assert searches and searches[0].path.endswith("/runs/"), "a POST is resent only after a search"
+
+
+def test_a_gateway_502_on_the_trigger_post_is_not_resent(emulator: Any) -> None:
+    """Behind a 502 or 504 dbt Cloud may still be creating the run: only a later Airflow retry may look again."""
+    emulator.add_job(JobScript(job_id=4, account_id=1, run_seconds=0.1))
+    emulator.faults.set(rate=1.0, kinds=("502",), methods=("POST",), max_faults=1)
+    states = run_dag("faults_502", job_id=4, poll_interval=0.1, retries=0)
+    emulator.faults.clear()
+    assert states == {"dbt": "failed"}
+    assert [r.fault for r in emulator.requests if r.method == "POST"] == ["502"]

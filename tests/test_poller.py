@@ -249,7 +249,7 @@ async def test_cancelled_waiters_unregister_and_poller_stops(
     await asyncio.sleep(0.05)
     assert this_loops_pollers() == [] and shared.run_ids == set()
     assert task.done()
-    assert asyncio.get_running_loop() not in aio._SHARED  # pooled client closed
+    assert shared._http.is_closed  # the poller's pooled HTTP client is closed with it
     polls = len(lists_with_pk_in(emulator))
     await asyncio.sleep(0.3)
     assert len(lists_with_pk_in(emulator)) == polls  # nothing polls any more

@@ -1,25 +1,45 @@
-"""The dbt Cloud API layer. It knows nothing of Airflow."""
+"""The dbt Cloud API layer. It knows nothing of Airflow.
 
-from .client import DbtCloudClient
-from .core import RetryPolicy
-from .credentials import DbtCloudCredentials, normalize_base_url, resolve_credentials, validate_id
-from .errors import (
-    DbtCloudAuthError,
-    DbtCloudBadResponseError,
-    DbtCloudConfigError,
-    DbtCloudConnectionError,
-    DbtCloudError,
-    DbtCloudNotFoundError,
-    DbtCloudPermissionError,
-    DbtCloudRateLimitError,
-    DbtCloudRunFailedError,
-    DbtCloudRunTimeoutError,
-    DbtCloudServerError,
-    DbtCloudValidationError,
-)
-from .models import RunStatus, run_summary
-from .waiting import wait_for_run
+Names load on first use, so that a module needing only credentials or errors (the trigger, at DAG-parse
+time) does not pay for ``requests`` and ``tenacity``.
+"""
 
+from __future__ import annotations
+
+from importlib import import_module
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .client import DbtCloudClient
+    from .core import RetryPolicy
+    from .credentials import DbtCloudCredentials, normalize_base_url, resolve_credentials, validate_id
+    from .errors import (
+        DbtCloudAuthError,
+        DbtCloudBadResponseError,
+        DbtCloudConfigError,
+        DbtCloudConnectionError,
+        DbtCloudError,
+        DbtCloudNotFoundError,
+        DbtCloudPermissionError,
+        DbtCloudRateLimitError,
+        DbtCloudRunFailedError,
+        DbtCloudRunTimeoutError,
+        DbtCloudServerError,
+        DbtCloudValidationError,
+    )
+    from .models import RunStatus, run_summary
+    from .waiting import wait_for_run
+
+_WHERE = {
+    "DbtCloudClient": "client", "RetryPolicy": "core", "DbtCloudCredentials": "credentials",
+    "normalize_base_url": "credentials", "resolve_credentials": "credentials", "validate_id": "credentials",
+    "RunStatus": "models", "run_summary": "models", "wait_for_run": "waiting",
+    **{name: "errors" for name in (
+        "DbtCloudAuthError", "DbtCloudBadResponseError", "DbtCloudConfigError", "DbtCloudConnectionError",
+        "DbtCloudError", "DbtCloudNotFoundError", "DbtCloudPermissionError", "DbtCloudRateLimitError",
+        "DbtCloudRunFailedError", "DbtCloudRunTimeoutError", "DbtCloudServerError", "DbtCloudValidationError",
+    )},
+}  # fmt: skip
 __all__ = [
     "DbtCloudAuthError", "DbtCloudBadResponseError", "DbtCloudClient", "DbtCloudConfigError",
     "DbtCloudConnectionError", "DbtCloudCredentials", "DbtCloudError", "DbtCloudNotFoundError",
@@ -27,3 +47,9 @@ __all__ = [
     "DbtCloudServerError", "DbtCloudValidationError", "RetryPolicy", "RunStatus", "normalize_base_url",
     "resolve_credentials", "run_summary", "validate_id", "wait_for_run",
 ]  # fmt: skip
+
+
+def __getattr__(name: str) -> Any:
+    if name in _WHERE:
+        return getattr(import_module(f".{_WHERE[name]}", __name__), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

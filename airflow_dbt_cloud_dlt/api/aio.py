@@ -17,7 +17,6 @@ import httpx
 import tenacity
 
 from . import core
-from .client import CONNECT_TIMEOUT
 from .core import ApiRequest, RetryPolicy
 from .credentials import CredentialsLike, DbtCloudCredentials, resolve_credentials
 from .errors import DbtCloudRateLimitError
@@ -30,33 +29,36 @@ _SHARED: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[tuple[Any, ..
 )
 
 
-def _verify(credentials: DbtCloudCredentials) -> ssl.SSLContext | bool:
-    if isinstance(credentials.verify, str):
-        return ssl.create_default_context(cafile=credentials.verify)
-    return credentials.verify
+def new_http_client(credentials: DbtCloudCredentials) -> httpx.AsyncClient:
+    """A pooled HTTP client for these endpoint settings (TLS, proxies, timeouts); no token inside."""
+    core.warn_if_unverified(credentials)
+    verify = (
+        ssl.create_default_context(cafile=credentials.verify)
+        if isinstance(credentials.verify, str)
+        else credentials.verify
+    )
+    mounts = {
+        f"{scheme}://": httpx.AsyncHTTPTransport(proxy=url, verify=verify)
+        for scheme, url in (credentials.proxies or {}).items()
+    }
+    return httpx.AsyncClient(
+        base_url=credentials.base_url,
+        verify=verify,
+        mounts=mounts or None,
+        timeout=httpx.Timeout(credentials.timeout, connect=min(core.CONNECT_TIMEOUT, credentials.timeout)),
+        limits=httpx.Limits(max_connections=50, max_keepalive_connections=20),
+        follow_redirects=False,
+    )
 
 
 def shared_http_client(credentials: DbtCloudCredentials) -> httpx.AsyncClient:
     """The process's pooled HTTP client for this event loop and endpoint settings."""
     clients = _SHARED.setdefault(asyncio.get_running_loop(), {})
-    proxies = tuple(sorted((credentials.proxies or {}).items()))
-    key = (credentials.base_url, str(credentials.verify), proxies, credentials.timeout)
+    key = (credentials.base_url, str(credentials.verify), tuple(sorted((credentials.proxies or {}).items())),
+           credentials.timeout)  # fmt: skip
     client = clients.get(key)
     if client is None or client.is_closed:
-        if not credentials.verify:
-            core.log.warning("TLS verification of %s is off: only do this for testing.", credentials.host)
-        mounts = {
-            f"{scheme}://": httpx.AsyncHTTPTransport(proxy=url, verify=_verify(credentials)) for scheme, url in proxies
-        }
-        client = httpx.AsyncClient(
-            base_url=credentials.base_url,
-            verify=_verify(credentials),
-            mounts=mounts or None,
-            timeout=httpx.Timeout(credentials.timeout, connect=min(CONNECT_TIMEOUT, credentials.timeout)),
-            limits=httpx.Limits(max_connections=50, max_keepalive_connections=20),
-            follow_redirects=False,
-        )
-        clients[key] = client
+        client = clients[key] = new_http_client(credentials)
     return client
 
 
@@ -69,8 +71,15 @@ async def close_shared_clients() -> None:
 class AsyncDbtCloudClient:
     """Async dbt Cloud calls for one account, over the process's pooled HTTP client."""
 
-    def __init__(self, credentials: CredentialsLike = None, *, retry: RetryPolicy | None = None) -> None:
+    def __init__(
+        self,
+        credentials: CredentialsLike = None,
+        *,
+        retry: RetryPolicy | None = None,
+        http_client: httpx.AsyncClient | None = None,
+    ) -> None:
         self.credentials = resolve_credentials(credentials)
+        self._http = http_client
         self.account_id = core.require_account(self.credentials)
         self.retry = retry or RetryPolicy()
         self._budget = budget_for(self.credentials.base_url, self.account_id)
@@ -82,7 +91,7 @@ class AsyncDbtCloudClient:
         if wait > 0:
             await asyncio.sleep(wait)
         try:
-            response = await shared_http_client(creds).request(
+            response = await (self._http or shared_http_client(creds)).request(
                 request.method, request.path, params=request.params, json=request.body, headers=self._headers
             )
         except httpx.TransportError as exc:

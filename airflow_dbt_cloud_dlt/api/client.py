@@ -17,8 +17,6 @@ from .credentials import CredentialsLike, DbtCloudCredentials, resolve_credentia
 from .errors import DbtCloudConfigError, DbtCloudRateLimitError
 from .ratelimit import budget_for
 
-CONNECT_TIMEOUT = 10.0
-
 
 def _not_sent(exc: requests.RequestException) -> bool:
     """True when the connection never opened, so the server cannot have seen the request."""
@@ -44,8 +42,7 @@ class DbtCloudClient:
         self._budget = budget_for(self.credentials.base_url, self.account_id)
         self._session = session or requests.Session()
         self._session.headers.update(core.auth_headers(self.credentials.api_token))
-        if not self.credentials.verify:
-            core.log.warning("TLS verification of %s is off: only do this for testing.", self.credentials.host)
+        core.warn_if_unverified(self.credentials)
 
     def __enter__(self) -> DbtCloudClient:
         return self
@@ -69,7 +66,7 @@ class DbtCloudClient:
                 creds.base_url + request.path,
                 params=request.params,
                 json=request.body,
-                timeout=(min(CONNECT_TIMEOUT, creds.timeout), creds.timeout),
+                timeout=(min(core.CONNECT_TIMEOUT, creds.timeout), creds.timeout),
                 allow_redirects=False,
                 # Per request, because requests lets REQUESTS_CA_BUNDLE and HTTPS_PROXY override session settings.
                 verify=creds.verify,

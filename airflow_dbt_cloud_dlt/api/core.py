@@ -36,6 +36,8 @@ from .errors import (
 log = logging.getLogger("airflow_dbt_cloud_dlt")
 
 USER_AGENT = f"airflow-dbt-cloud-dlt/{__version__}"
+#: Seconds to open a connection (the credentials' ``timeout`` bounds the whole answer).
+CONNECT_TIMEOUT = 10.0
 MAX_CAUSE_LENGTH = 255
 MAX_PAGE_SIZE = 100
 #: dbt Cloud's trigger fields and their JSON types (openapi-v2.yaml, TriggerRunRequestRequest).
@@ -65,6 +67,11 @@ class ApiRequest:
     @property
     def retry_safe(self) -> bool:
         return not self.creates_run
+
+
+def warn_if_unverified(credentials: DbtCloudCredentials) -> None:
+    if not credentials.verify:
+        log.warning("TLS verification of %s is off: only do this for testing.", credentials.host)
 
 
 def auth_headers(token: str) -> dict[str, str]:

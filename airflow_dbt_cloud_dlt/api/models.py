@@ -35,12 +35,21 @@ SUMMARY_KEYS = (
 
 
 def run_status(run: dict[str, Any]) -> RunStatus:
-    """The run's status as an enum member."""
-    return RunStatus(int(run["status"]))
+    """The run's status as an enum member. A code this package does not know counts as still running:
+    only dbt Cloud's known final statuses end a wait."""
+    try:
+        return RunStatus(int(run["status"]))
+    except (KeyError, TypeError, ValueError):
+        return RunStatus.RUNNING
 
 
 def is_terminal(run: dict[str, Any]) -> bool:
     return run_status(run).is_terminal
+
+
+def status_text(run: dict[str, Any]) -> str:
+    """``status_humanized``, or the status name when dbt Cloud left it out."""
+    return str(run.get("status_humanized") or f"{run_status(run).name.title()} ({run.get('status')})")
 
 
 def run_summary(run: dict[str, Any]) -> dict[str, Any]:

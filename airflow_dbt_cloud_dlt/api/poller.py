@@ -19,7 +19,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
-from .aio import AsyncDbtCloudClient, close_shared_clients
+from .aio import AsyncDbtCloudClient, new_http_client
 from .core import MAX_PAGE_SIZE, RetryPolicy, log
 from .credentials import DbtCloudCredentials
 from .errors import DbtCloudError, DbtCloudValidationError
@@ -41,7 +41,8 @@ class RunPoller:
 
     def __init__(self, key: tuple[Any, ...], credentials: DbtCloudCredentials) -> None:
         self._key = key
-        self._client = AsyncDbtCloudClient(credentials, retry=POLL_RETRY)
+        self._http = new_http_client(credentials)  # the poller's own pool, closed when the last waiter leaves
+        self._client = AsyncDbtCloudClient(credentials, retry=POLL_RETRY, http_client=self._http)
         self._waiters: dict[int, set[_Waiter]] = {}  # by run id: every step stays O(1) per waiter
         self._intervals: Counter[float] = Counter()  # the waiters' poll intervals, for the tick
         self._task: asyncio.Task[None] | None = None
@@ -90,17 +91,16 @@ class RunPoller:
         if self._task is not None and self._task is not asyncio.current_task():
             self._task.cancel()
         self._task = None
-        if not pollers:
-            await close_shared_clients()
+        await self._http.aclose()
 
     async def _loop(self) -> None:
         while self._waiters:
             started = time.monotonic()
+            self._interval_changed.clear()  # before the tick: a shorter interval registered during it counts
             try:
                 await self._poll_once()
             except Exception:  # never let one bad tick kill the poller and strand its waiters
                 log.exception("dbt Cloud poller tick failed; trying again next tick.")
-            self._interval_changed.clear()
             delay = self._interval() - (time.monotonic() - started)
             if delay > 0:
                 with contextlib.suppress(TimeoutError):

@@ -11,7 +11,7 @@ from typing import Any
 from .client import DbtCloudClient
 from .core import log
 from .errors import DbtCloudError
-from .models import RunStatus
+from .models import RunStatus, status_text
 
 LOG_TAIL_LINES = 50
 MAX_FAILED_NODES = 20
@@ -49,7 +49,7 @@ def progress_state(run: dict[str, Any]) -> tuple[Any, ...]:
 
 def progress_line(run: dict[str, Any]) -> str:
     """One line: status, the running step out of how many, elapsed time, and the run URL."""
-    parts = [f"dbt Cloud run {run.get('id')}: {run.get('status_humanized') or RunStatus(run['status']).name.title()}"]
+    parts = [f"dbt Cloud run {run.get('id')}: {status_text(run)}"]
     steps = run.get("run_steps") or []
     current = _current_step(run)
     if current is not None:
@@ -91,8 +91,7 @@ def failure_report(client: DbtCloudClient, run_id: int) -> str:
         run = client.get_run(run_id, include_related=("run_steps", "job"))
     except DbtCloudError as error:
         return f"dbt Cloud run {run_id} failed; its details could not be read ({error})."
-    status = run.get("status_humanized") or RunStatus(run["status"]).name.title()
-    lines = [f"dbt Cloud run {run_id} ended with status {status}."]
+    lines = [f"dbt Cloud run {run_id} ended with status {status_text(run)}."]
     if run.get("status_message"):
         lines.append(f"Status message: {run['status_message']}")
     steps = run.get("run_steps") or []
