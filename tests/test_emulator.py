@@ -129,7 +129,7 @@ def test_outcomes(
     run = get_run(emu, api, run_id)
     assert run["status"] == status and run["status_message"] == message and run[flag] is True
     assert sum(run[f] for f in ("is_success", "is_error", "is_cancelled")) == 1
-    assert run["can_retry"] is False
+    assert run["can_retry"] is (outcome == "error")  # a run that failed in a dbt step has run_results.json
 
 
 def test_timeout_message_uses_the_configured_timeout(emu: DbtCloudEmulator, api: requests.Session) -> None:
@@ -159,7 +159,7 @@ def test_steps_progress_and_failing_step(emu: DbtCloudEmulator, api: requests.Se
     ]  # the third step never ran
     assert steps[1]["logs"].endswith("Database Error in model orders")
     assert steps[1]["truncated_debug_logs"] and steps[1]["finished_at"] and steps[1]["run_step_command"] == "dbt run"
-    assert run["can_retry"] is False  # the job has no run_results: dbt retry impossible
+    assert run["can_retry"] is True  # it failed in a dbt step, so it has run_results.json: dbt retry works
 
 
 def test_steps_override_replaces_the_steps(emu: DbtCloudEmulator, api: requests.Session) -> None:

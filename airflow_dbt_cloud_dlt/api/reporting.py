@@ -65,6 +65,12 @@ def _tail(text: str, lines: int = LOG_TAIL_LINES) -> str:
     return "\n".join(text.rstrip().splitlines()[-lines:])
 
 
+def _node_line(result: dict[str, Any]) -> str:
+    """``unique_id: message``; dbt's multi-line messages (error, detail, compiled path) go on indented lines."""
+    message = str(result.get("message") or result.get("status")).strip()
+    return f"{result.get('unique_id')}: " + "\n    ".join(line.strip() for line in message.splitlines() if line.strip())
+
+
 def failed_nodes(run_results: bytes) -> list[str]:
     """``unique_id: message`` of the nodes that failed, from a ``run_results.json``."""
     try:
@@ -72,9 +78,9 @@ def failed_nodes(run_results: bytes) -> list[str]:
     except (ValueError, AttributeError):
         return []
     nodes = [
-        f"{r.get('unique_id')}: {(r.get('message') or r.get('status'))}"
+        _node_line(r)
         for r in results
-        if str(r.get("status", "")).lower() in _FAILED_NODE_STATUSES
+        if isinstance(r, dict) and str(r.get("status", "")).lower() in _FAILED_NODE_STATUSES
     ]
     if len(nodes) > MAX_FAILED_NODES:
         nodes = [*nodes[:MAX_FAILED_NODES], f"... and {len(nodes) - MAX_FAILED_NODES} more"]
