@@ -13,26 +13,47 @@ import threading
 from collections.abc import Sequence
 from types import FrameType
 
-from airflow_dbt_cloud_dlt.testing.emulator import DbtCloudEmulator, default_demo_job, parse_job_spec
+from airflow_dbt_cloud_dlt.testing.emulator import DbtCloudEmulator
+from airflow_dbt_cloud_dlt.testing.scripts import OUTCOME_HELP, default_demo_job, parse_job_spec
+
+
+def _outcomes() -> str:
+    lines = [f"  {name:<10} {text}" for name, text in OUTCOME_HELP.items()]
+    return "job outcomes (OUTCOME in --job):\n" + "\n".join(lines)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m airflow_dbt_cloud_dlt.testing", description=__doc__)
-    parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", type=int, default=8765, help="0 lets the OS pick a free port")
-    parser.add_argument("--tls", action="store_true", help="serve https with a generated certificate")
-    parser.add_argument("--cert-dir", help="where to write ca.pem/server.pem/server-key.pem (default: temp)")
-    parser.add_argument(
-        "--cert-hostname", action="append", default=[], help="another name for the certificate (repeatable)"
+    parser = argparse.ArgumentParser(
+        prog="python -m airflow_dbt_cloud_dlt.testing",
+        description=__doc__,
+        epilog=_outcomes(),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("--account", type=int, default=1)
-    parser.add_argument("--token", default="emulator-token")
+    parser.add_argument("--host", default="127.0.0.1", help="address to bind (default: %(default)s)")
+    parser.add_argument(
+        "--port", type=int, default=8765, help="port to bind, 0 lets the OS pick a free one (default: %(default)s)"
+    )
+    parser.add_argument(
+        "--tls", action="store_true", help="serve https with a generated certificate (default: plain http)"
+    )
+    parser.add_argument(
+        "--cert-dir", help="where to write ca.pem/server.pem/server-key.pem (default: a temporary directory)"
+    )
+    parser.add_argument(
+        "--cert-hostname",
+        action="append",
+        default=[],
+        help="another name for the certificate, repeatable (default: localhost and 127.0.0.1 only)",
+    )
+    parser.add_argument("--account", type=int, default=1, help="the account id (default: %(default)s)")
+    parser.add_argument("--token", default="emulator-token", help="the API token it accepts (default: %(default)s)")
     parser.add_argument(
         "--job",
         action="append",
         default=[],
         metavar="JOB_ID[:OUTCOME[:RUN_SECONDS]]",
-        help="add a job (repeatable); without any, a demo job 1 'daily build' is added",
+        help=f"add a job, repeatable; OUTCOME is one of {', '.join(OUTCOME_HELP)} (success when left out), "
+        "RUN_SECONDS is 1 when left out (default: a demo job 1 'daily build' that succeeds in about 3 s)",
     )
     args = parser.parse_args(argv)
 
