@@ -31,13 +31,10 @@ def tls_emu(monkeypatch: pytest.MonkeyPatch) -> Iterator[DbtCloudEmulator]:
 
     with DbtCloudEmulator(tls=True, accounts={1: TOKEN}) as emu:
         assert emu.ca_cert_path
-        emu.add_job(
-            JobScript(
-                job_id=42, project_id=7, environment_id=9, name="nightly", project_name="analytics",
-                environment_name="prod", queue_seconds=0.1, start_seconds=0.1, run_seconds=0.3,
-                steps=[StepScript("Invoke dbt with `dbt build`", "Done. PASS=3")],
-            )
-        )  # fmt: skip
+        where = {"project_id": 7, "environment_id": 9, "project_name": "analytics", "environment_name": "prod"}
+        timing = {"queue_seconds": 0.1, "start_seconds": 0.1, "run_seconds": 0.3}
+        build = [StepScript("Invoke dbt with `dbt build`", "Done. PASS=3")]
+        emu.add_job(JobScript(job_id=42, name="nightly", steps=build, **where, **timing))
         emu.add_job(JobScript(job_id=43, project_id=7, environment_id=9, name="hourly", run_seconds=60))
         connection = {"conn_type": "dbt_cloud", "host": emu.host, "login": "1", "password": TOKEN}
         monkeypatch.setenv(f"AIRFLOW_CONN_{CONN_ID.upper()}", json.dumps(connection))
@@ -68,8 +65,9 @@ def test_airflow_dbt_cloud_hook(tls_emu: DbtCloudEmulator) -> None:
     fetched = hook.get_job_run(run_id=run_id, include_related=["trigger", "job", "run_steps"]).json()["data"]
     assert fetched["id"] == run_id and fetched["job"]["name"] == "nightly" and fetched["trigger"]["id"]
     assert hook.get_job_run_status(run_id) in (1, 2, 3, 10)
-    assert hook.wait_for_job_run_status(run_id, expected_statuses=DbtCloudJobRunStatus.SUCCESS.value,
-                                        check_interval=0.05, timeout=10)  # fmt: skip
+    assert hook.wait_for_job_run_status(
+        run_id, expected_statuses=DbtCloudJobRunStatus.SUCCESS.value, check_interval=0.05, timeout=10
+    )
     assert hook.get_job_run_status(run_id) == DbtCloudJobRunStatus.SUCCESS.value
 
     other = hook.trigger_job_run(job_id=43, cause="to cancel").json()["data"]["id"]

@@ -20,14 +20,14 @@ import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import SplitResult, parse_qs, urlsplit
 
 from airflow_dbt_cloud_dlt.testing._api import Json
 from airflow_dbt_cloud_dlt.testing._http import Handler, Server
 from airflow_dbt_cloud_dlt.testing.faults import FAULT_KINDS, Faults, RateLimiter
 from airflow_dbt_cloud_dlt.testing.objects import ALL_RELATED, run_obj
 from airflow_dbt_cloud_dlt.testing.recording import RequestLog, RequestRecord
-from airflow_dbt_cloud_dlt.testing.routes import Incoming, answer
+from airflow_dbt_cloud_dlt.testing.routes import answer
 from airflow_dbt_cloud_dlt.testing.routes.control import control
 from airflow_dbt_cloud_dlt.testing.scripts import (
     OUTCOME_STATUS,
@@ -237,10 +237,7 @@ class DbtCloudEmulator:
             "fault": self.faults.pick(method, url.path),
             "template": None,
         }
-        incoming = Incoming(
-            method, url, query, body, h.headers.get("Authorization", ""), h.headers.get("Content-Type", "")
-        )
-        status, payload, extra = self._answer(incoming, rec)
+        status, payload, extra = self._answer(h, url, query, body, rec)
         status = 0 if rec["fault"] == "reset_after" else status  # processed, then dropped unanswered
         self._log.add(RequestRecord(status=status, **rec))  # before answering: the client may read the log next
         if status == 0:
@@ -248,7 +245,9 @@ class DbtCloudEmulator:
         else:
             h.send(status, payload, extra)
 
-    def _answer(self, incoming: Incoming, rec: Json) -> tuple[int, Any, Mapping[str, str]]:
+    def _answer(
+        self, h: Handler, url: SplitResult, query: dict[str, list[str]], body: bytes, rec: Json
+    ) -> tuple[int, Any, Mapping[str, str]]:
         """Faults, then the rate limit, then the routes."""
         faulted = self.faults.answer(rec["fault"])
         if faulted is not None:
@@ -258,4 +257,4 @@ class DbtCloudEmulator:
         if limited is not None:
             rec["fault"] = "rate_limit"
             return limited
-        return answer(self.state, incoming, rec)
+        return answer(self.state, h, url, query, body, rec)

@@ -9,9 +9,11 @@ from urllib.parse import SplitResult
 
 from airflow_dbt_cloud_dlt.testing import _api as api
 from airflow_dbt_cloud_dlt.testing._api import ApiError, Json
+from airflow_dbt_cloud_dlt.testing._http import Handler
 from airflow_dbt_cloud_dlt.testing.faults import Answer
 from airflow_dbt_cloud_dlt.testing.routes import accounts, artifacts, jobs, runs
-from airflow_dbt_cloud_dlt.testing.routes.base import Handler, Request
+from airflow_dbt_cloud_dlt.testing.routes.base import Handler as RouteHandler
+from airflow_dbt_cloud_dlt.testing.routes.base import Request
 from airflow_dbt_cloud_dlt.testing.state import EmulatorState
 
 
@@ -20,7 +22,7 @@ class Route:
     pattern: re.Pattern[str]
     template: str
     method: str
-    handler: Handler
+    handler: RouteHandler
 
 
 def _pattern(template: str) -> re.Pattern[str]:
@@ -37,21 +39,11 @@ ROUTES = [
 ]
 
 
-@dataclass(frozen=True)
-class Incoming:
-    """An API request as it arrived: method, URL, parsed query, body and the two headers that matter."""
-
-    method: str
-    url: SplitResult
-    query: dict[str, list[str]]
-    body: bytes
-    authorization: str
-    ctype: str
-
-
-def answer(state: EmulatorState, req: Incoming, rec: Json) -> Answer:
+def answer(
+    state: EmulatorState, h: Handler, url: SplitResult, query: dict[str, list[str]], body: bytes, rec: Json
+) -> Answer:
     """Route an API request and run its handler; ``rec["template"]`` gets the matched route."""
-    url, method = req.url, req.method
+    method = h.command
     try:
         for route in ROUTES:
             match = route.pattern.fullmatch(url.path)
@@ -62,14 +54,14 @@ def answer(state: EmulatorState, req: Incoming, rec: Json) -> Answer:
                 return 308, b"", {"Location": url.path + "/" + (f"?{url.query}" if url.query else "")}
             raise api.not_found()
         rec["template"] = route.template
-        allowed = state.authenticate(req.authorization)
+        allowed = state.authenticate(h.headers.get("Authorization", ""))
         params = {k: v if k == "path" else int(v) for k, v in match.groupdict().items()}
         if "account" in params and params["account"] not in allowed:
             raise api.forbidden()
         if method != route.method:
             raise ApiError(405, {"detail": f'Method "{method}" not allowed.'})
         with state.lock:
-            result = route.handler(state, Request(params, req.query, req.body, req.ctype, allowed))
+            result = route.handler(state, Request(params, query, body, h.headers.get("Content-Type", ""), allowed))
         if isinstance(result, bytes):  # a raw artifact file
             return 200, result, {"Content-Type": "application/json"}
         return 200, result, {}

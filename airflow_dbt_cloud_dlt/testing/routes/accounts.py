@@ -5,16 +5,13 @@ from __future__ import annotations
 from airflow_dbt_cloud_dlt.testing import _api as api
 from airflow_dbt_cloud_dlt.testing._api import Json
 from airflow_dbt_cloud_dlt.testing.objects import account_obj, by_field, env_obj, project_obj
-from airflow_dbt_cloud_dlt.testing.routes.base import INCLUDE, Request, Routes
+from airflow_dbt_cloud_dlt.testing.routes.base import INCLUDE, Request, Routes, list_filters
 from airflow_dbt_cloud_dlt.testing.state import EmulatorState
 
-_PROJECT_FILTERS = api.params(api.PAGING, int="pk pk__gt", ints="pk__in", str="name__icontains")
-_ENV_FILTERS = api.params(
-    api.PAGING,
-    int="pk id__gt credentials_id project_id",
-    ints="pk__in project_id__in",
-    str="name name__icontains deployment_type type dbt_version",
-    strs="dbt_version__in deployment_type__in",
+_PROJECT_FILTERS = list_filters("int: pk pk__gt; ints: pk__in; str: name__icontains")
+_ENV_FILTERS = list_filters(
+    "int: pk id__gt credentials_id project_id; ints: pk__in project_id__in; "
+    "str: name name__icontains deployment_type type dbt_version; strs: dbt_version__in deployment_type__in"
 )
 
 

@@ -12,6 +12,12 @@ from airflow_dbt_cloud_dlt.testing.state import EmulatorState
 INCLUDE = api.params(include="include_related")
 
 
+def list_filters(spec: str) -> dict[str, str]:
+    """A list endpoint's query parameters: paging plus ``"kind: name name; kind: name"`` (see ``api.params``)."""
+    kinds = (part.split(":") for part in spec.split(";"))
+    return api.params(api.PAGING, **{kind.strip(): names for kind, names in kinds})
+
+
 @dataclass(frozen=True)
 class Request:
     """An authenticated API request, as a handler sees it."""

@@ -5,16 +5,12 @@ from __future__ import annotations
 from airflow_dbt_cloud_dlt.testing import _api as api
 from airflow_dbt_cloud_dlt.testing._api import Json
 from airflow_dbt_cloud_dlt.testing.objects import by_field, job_obj
-from airflow_dbt_cloud_dlt.testing.routes.base import INCLUDE, Request, Routes
+from airflow_dbt_cloud_dlt.testing.routes.base import INCLUDE, Request, Routes, list_filters
 from airflow_dbt_cloud_dlt.testing.state import EmulatorState
 
-_FILTERS = api.params(
-    api.PAGING,
-    int="project_id environment_id pk",
-    ints="project_id__in",
-    str="name__icontains",
-    strs="dbt_version__in",
-    bool="is_system triggers_schedule is_fusion_ready",
+_FILTERS = list_filters(
+    "int: project_id environment_id pk; ints: project_id__in; str: name__icontains; strs: dbt_version__in; "
+    "bool: is_system triggers_schedule is_fusion_ready"
 )
 
 

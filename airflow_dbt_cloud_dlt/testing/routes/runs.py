@@ -9,17 +9,14 @@ from urllib.parse import parse_qs
 from airflow_dbt_cloud_dlt.testing import _api as api
 from airflow_dbt_cloud_dlt.testing._api import ApiError, Json
 from airflow_dbt_cloud_dlt.testing.objects import RUN_CONST, run_obj
-from airflow_dbt_cloud_dlt.testing.routes.base import INCLUDE, Request, Routes
+from airflow_dbt_cloud_dlt.testing.routes.base import INCLUDE, Request, Routes, list_filters
 from airflow_dbt_cloud_dlt.testing.scripts import STATUS_HUMANIZED
 from airflow_dbt_cloud_dlt.testing.state import EmulatorState, Run
 
-_FILTERS = api.params(
-    api.PAGING,
-    int="job_definition_id environment_id project_id status pk id__gt deferring_run_id",
-    ints="project_id__in status__in pk__in",
-    str="dbt_version",
-    strs="dbt_version__in",
-    bool="has_docs_generated has_sources_generated",
+_FILTERS = list_filters(
+    "int: job_definition_id environment_id project_id status pk id__gt deferring_run_id; "
+    "ints: project_id__in status__in pk__in; str: dbt_version; strs: dbt_version__in; "
+    "bool: has_docs_generated has_sources_generated"
 )
 _CREATED = {"trigger", "job"}  # observed live: a trigger's answer includes the trigger and the job
 
