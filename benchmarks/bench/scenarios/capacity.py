@@ -62,23 +62,26 @@ def targets(conc: dict[str, Any]) -> list[Target]:
     return [("≥ 20,000 concurrent runs under 5,000 req/min at a 5 s poll (request budget)", figure >= 20_000, detail)]
 
 
+def per_n(figures: dict[int, float], spec: str) -> str:
+    """``N=100: 1, N=500: 5`` with each value formatted by ``spec``."""
+    return ", ".join(f"N={n:,}: {v:{spec}}" for n, v in figures.items())
+
+
 def render(conc: dict[str, Any]) -> list[str]:
     """The table of how each side's figure is derived."""
     lines = ["", "## Largest number of concurrent runs under 5,000 requests per minute at a 5 s poll", ""]
     lines += ["| side | how it is derived | concurrent runs |", "|---|---|---:|"]
     if "official" in conc:
         c = conc["official"]
-        measured = ", ".join(f"N={n:,}: {v:.3f}" for n, v in c["measured_requests_per_run_per_poll"].items())
         lines.append(
             f"| official | one GET per run per poll: 5,000 / (60 s / 5 s) = 5,000 / 12 (measured requests per run per "
-            f"poll interval in steady state: {measured}; at the highest measured rate: {c['from_measured']:,}) "
+            f"poll interval in steady state: {per_n(c['measured_requests_per_run_per_poll'], '.3f')}; at the highest measured rate: {c['from_measured']:,}) "
             f"| {c['nominal']:,} |"
         )
     if "ours" in conc:
         c = conc["ours"]
-        measured = ", ".join(f"N={n:,}: {v:g}" for n, v in c["measured_requests_per_tick"].items())
         lines.append(
-            f"| ours, whole account limit | measured requests per tick ({measured}) = "
+            f"| ours, whole account limit | measured requests per tick ({per_n(c['measured_requests_per_tick'], 'g')}) = "
             f"{c['requests_per_batch_per_tick']:g} per batch of {c['batch']} runs (basis N={c['basis_n']:,}) → "
             f"{c['batch']} x ⌊5,000 / 12 / {c['requests_per_batch_per_tick']:g}⌋ | {c['full_limit']:,} |"
         )
