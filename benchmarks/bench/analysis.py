@@ -87,7 +87,9 @@ def analyse(
 ) -> dict[str, Any]:
     """One scenario's result: requests, CPU, memory, detection delays and wrong statuses."""
     events = {int(k): v for k, v in client["events"].items()}
-    delays, wrong, missing, wrong_examples = [], 0, 0, []
+    delays: list[float] = []
+    wrong_examples: list[str] = []
+    wrong = missing = 0
     wrong_kinds: Counter[str] = Counter()
     for run_id in run_ids:
         run, event = runs[run_id], events.get(run_id)

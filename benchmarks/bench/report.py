@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from .scenarios import capacity, faults, scale, waiting
-from .scenarios.waiting import Target
+from .table import Target
 
 
 def machine() -> dict[str, str]:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+Target = tuple[str, bool, str]  # a row of the targets table: what, met, figures
+
 
 def fmt(value: float | None, digits: int = 2) -> str:
     return "n/a" if value is None else f"{value:,.{digits}f}"

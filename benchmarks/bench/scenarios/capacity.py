@@ -9,7 +9,7 @@ import math
 from typing import Any
 
 from ..config import ACCOUNT_LIMIT_PER_MINUTE, OUR_DEFAULT_SHARE, REFERENCE_POLL
-from .waiting import Target
+from ..table import Target
 
 FOOTNOTE = [
     "",

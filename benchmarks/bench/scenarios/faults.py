@@ -6,8 +6,8 @@ from typing import Any
 
 from ..config import FAULT_KINDS, SIDES
 from ..context import Bench
-from ..table import find, fmt, pair_table
-from .waiting import Target, run_one
+from ..table import Target, find, fmt, pair_table
+from .waiting import run_one
 
 
 def run(bench: Bench) -> None:

@@ -12,8 +12,7 @@ from ..analysis import api_requests, ticks
 from ..clients import Client
 from ..config import ACCOUNT_LIMIT_PER_MINUTE, EXPECTED_EVENT, REFERENCE_POLL
 from ..context import Bench
-from ..table import fmt
-from .waiting import Target
+from ..table import Target, fmt
 
 
 def most_in_60s(times: list[float]) -> int:

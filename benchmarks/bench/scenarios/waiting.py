@@ -9,9 +9,7 @@ from ..analysis import analyse
 from ..clients import Client
 from ..config import FAULT_KINDS, FAULT_SEED, SIDES
 from ..context import Bench
-from ..table import find, fmt, pair_table, ratio
-
-Target = tuple[str, bool, str]
+from ..table import Target, find, fmt, pair_table, ratio
 
 
 def run_one(bench: Bench, side: str, n: int, fault_rate: float = 0.0) -> dict[str, Any]:
