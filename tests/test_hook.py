@@ -51,7 +51,7 @@ def test_connection_test_answers_clearly(emulator: Any, monkeypatch: pytest.Monk
     cases = {
         "good": (connection_json(emulator.base_url), True, "Connected to dbt Cloud account"),
         "bad_token": (connection_json(emulator.base_url, token="nope"), False, "refused the API token"),
-        "wrong_account": (connection_json(emulator.base_url, account_id=2), False, "denied access"),
+        "wrong_account": (connection_json(emulator.base_url, account_id=2), False, "denied the API token permission"),
         "bad_host": (connection_json("http://127.0.0.1:1"), False, "No answer from dbt Cloud"),
         "malformed_host": (connection_json("https://exa mple.com"), False, "Malformed dbt Cloud host"),
     }
@@ -100,8 +100,11 @@ def test_airflow_connections_test_cli(emulator: Any, token: str, expected: str) 
     }
     result = subprocess.run(
         [sys.executable, "-m", "airflow", "connections", "test", "dbt_cloud_default"],
-        env=env, capture_output=True, text=True, timeout=120,
-    )  # fmt: skip
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     output = result.stdout + result.stderr
     assert expected in output, output[-2000:]
     assert token not in output
