@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 import subprocess
@@ -13,6 +14,7 @@ import pytest
 from conftest import TOKEN, connection_json
 
 from airflow_dbt_cloud_dlt.hooks import DbtCloudHook, connection_to_credentials
+from airflow_dbt_cloud_dlt.provider_info import CONN_TYPE
 from airflow_dbt_cloud_dlt.testing import JobScript
 
 
@@ -90,13 +92,16 @@ def test_hook_wraps_the_helpers(emulator: Any, airflow_conn: str) -> None:
 
 
 @pytest.mark.parametrize(
-    ("token", "expected"), [(TOKEN, "Connection success!"), ("bad-token", "refused the API token")]
+    ("token", "conn_type", "expected"),
+    [(TOKEN, CONN_TYPE, "Connection success!"), ("bad-token", "dbt_cloud_dlt", "refused the API token")],
+    ids=["new type name", "old type name"],
 )
-def test_airflow_connections_test_cli(emulator: Any, token: str, expected: str) -> None:
+def test_airflow_connections_test_cli(emulator: Any, token: str, conn_type: str, expected: str) -> None:
+    conn_json = json.loads(connection_json(emulator.base_url, token=token))
     env = {
         **os.environ,
         "AIRFLOW__CORE__TEST_CONNECTION": "Enabled",
-        "AIRFLOW_CONN_DBT_CLOUD_DEFAULT": connection_json(emulator.base_url, token=token),
+        "AIRFLOW_CONN_DBT_CLOUD_DEFAULT": json.dumps({**conn_json, "conn_type": conn_type}),
     }
     result = subprocess.run(
         [sys.executable, "-m", "airflow", "connections", "test", "dbt_cloud_default"],
@@ -108,6 +113,8 @@ def test_airflow_connections_test_cli(emulator: Any, token: str, expected: str) 
     output = result.stdout + result.stderr
     assert expected in output, output[-2000:]
     assert token not in output
+    if conn_type == CONN_TYPE:
+        assert "shall not contain '_'" not in output
 
 
 def test_unreachable_port_is_really_closed() -> None:

@@ -99,7 +99,8 @@ def normalize_base_url(value: str | None) -> str:
             "(plain http is allowed only to loopback addresses such as the local emulator)."
         )
     netloc = f"[{host}]" if ":" in host else host
-    return f"{parts.scheme}://{netloc}" + (f":{port}" if port else "")
+    default_port = {"https": 443, "http": 80}[parts.scheme]
+    return f"{parts.scheme}://{netloc}" + (f":{port}" if port and port != default_port else "")
 
 
 @dataclasses.dataclass(frozen=True)
