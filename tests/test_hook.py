@@ -14,7 +14,6 @@ import pytest
 from conftest import TOKEN, connection_json
 
 from airflow_dbt_cloud_dlt.hooks import DbtCloudHook, connection_to_credentials
-from airflow_dbt_cloud_dlt.provider_info import CONN_TYPE
 from airflow_dbt_cloud_dlt.testing import JobScript
 
 
@@ -93,7 +92,7 @@ def test_hook_wraps_the_helpers(emulator: Any, airflow_conn: str) -> None:
 
 @pytest.mark.parametrize(
     ("token", "conn_type", "expected"),
-    [(TOKEN, CONN_TYPE, "Connection success!"), ("bad-token", "dbt_cloud_dlt", "refused the API token")],
+    [(TOKEN, "dbtclouddlt", "Connection success!"), ("bad-token", "dbt_cloud_dlt", "refused the API token")],
     ids=["new type name", "old type name"],
 )
 def test_airflow_connections_test_cli(emulator: Any, token: str, conn_type: str, expected: str) -> None:
@@ -113,7 +112,7 @@ def test_airflow_connections_test_cli(emulator: Any, token: str, conn_type: str,
     output = result.stdout + result.stderr
     assert expected in output, output[-2000:]
     assert token not in output
-    if conn_type == CONN_TYPE:
+    if conn_type == "dbtclouddlt":
         assert "shall not contain '_'" not in output
 
 
