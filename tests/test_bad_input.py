@@ -19,49 +19,57 @@ from airflow_dbt_cloud_dlt.testing import JobScript
 
 CASES: dict[str, tuple[dict[str, Any], dict[str, Any], type[DbtCloudError], str]] = {
     "wrong token": (
-        {"api_token": "not-the-token"}, {},
+        {"api_token": "not-the-token"},
+        {},
         DbtCloudAuthError,
-        'dbt Cloud refused the API token (HTTP 401) for the trigger of job 1. dbt Cloud said: "Invalid token." '
-        "Check the token.",
+        'dbt Cloud refused the API token (HTTP 401: "Invalid token.") for the request to trigger job 1; check the '
+        "token (the connection's password): it may be mistyped, revoked or expired.",
     ),
     "wrong account": (
-        {"account_id": 2}, {},
+        {"account_id": 2},
+        {},
         DbtCloudPermissionError,
-        'dbt Cloud denied access to the trigger of job 1 in account 2 (HTTP 403). dbt Cloud said: "Access denied: '
-        'Token is not scoped to account." Check that the account id is right (the number after /deploy/ in dbt '
-        "Cloud URLs) and that the token's permission set allows this (Job Admin or Job Runner to trigger runs).",
+        'dbt Cloud denied the API token permission to trigger job 1 in account 2 (HTTP 403: "Access denied: Token '
+        "is not scoped to account.\"); check that the account id is right (the connection's login, the number "
+        "after /deploy/ in dbt Cloud URLs) and that the token's permission set allows this (Job Admin or Job "
+        "Runner to trigger runs).",
     ),
     "unknown job": (
-        {}, {"job_id": 404},
+        {},
+        {"job_id": 404},
         DbtCloudNotFoundError,
-        "The trigger of job 404 was not found in dbt Cloud account 1 (HTTP 404). dbt Cloud said: \"The requested "
-        'resource was not found. Please check that you have the proper permissions." Check the id, the account id '
-        "and the host, and that the token may see this object.",
+        'dbt Cloud job 404 was not found in account 1 (HTTP 404: "The requested resource was not found. Please '
+        "check that you have the proper permissions.\"); check the job id, the account id (the connection's "
+        "login) and the host, and that the token may see this job.",
     ),
     "path in an id": (
-        {}, {"job_id": "../1"},
+        {},
+        {"job_id": "../1"},
         DbtCloudConfigError,
         "Invalid dbt Cloud job_id '../1': it must be a positive whole number, such as 12345 (the number that "
         "follows /jobs/ in dbt Cloud URLs).",
     ),
     "malformed host": (
-        {"base_url": "https://dbt cloud.com"}, {},
+        {"base_url": "https://dbt cloud.com"},
+        {},
         DbtCloudConfigError,
         "Malformed dbt Cloud host 'https://dbt cloud.com'. Use a host such as 'ab123.us1.dbt.com' or a URL such as "
         "'https://ab123.us1.dbt.com'.",
     ),
     "plain http to a remote host": (
-        {"base_url": "http://ab123.us1.dbt.com"}, {},
+        {"base_url": "http://ab123.us1.dbt.com"},
+        {},
         DbtCloudConfigError,
         "Refusing plain http to 'ab123.us1.dbt.com': the API token would travel unencrypted. Use https (plain http "
         "is allowed only to loopback addresses such as the local emulator).",
     ),
     "data key of the wrong type": (
-        {}, {"data": {"threads_override": "eight"}},
+        {},
+        {"data": {"threads_override": "eight"}},
         DbtCloudConfigError,
         "Invalid trigger field 'threads_override': got str 'eight', expected an integer.",
     ),
-}  # fmt: skip
+}
 
 
 @pytest.mark.parametrize("case", list(CASES))

@@ -1,13 +1,20 @@
 """Smoke test of the benchmark (benchmarks/run.py --quick): both triggers side by side, against the emulator
-over https, in separate client processes. It takes about 40 s and runs in the normal suite."""
+over https, in separate client processes. It takes about 40 s and runs in the normal suite. The other tests
+check the report's rendering and the runner's options without running anything."""
 
 from __future__ import annotations
 
+import argparse
+import importlib
+import importlib.util
 import json
 import os
+import re
 import subprocess
 import sys
+from datetime import datetime, timezone
 from pathlib import Path
+from types import ModuleType
 
 import pytest
 
@@ -48,3 +55,38 @@ def test_quick_benchmark_runs_both_sides(tmp_path: Path) -> None:
     faulty_ours, faulty_official = results[("ours", True)], results[("official", True)]
     assert faulty_official["faults_injected"]
     assert faulty_ours["events"] == 20 and faulty_ours["wrong"] == 0 and faulty_ours["missing"] == 0
+
+
+@pytest.fixture
+def bench_runner(monkeypatch: pytest.MonkeyPatch) -> ModuleType:
+    """``benchmarks/run.py`` imported as a module (its ``bench`` package beside it on the path)."""
+    monkeypatch.syspath_prepend(str(REPO / "benchmarks"))
+    spec = importlib.util.spec_from_file_location("benchmarks_run", REPO / "benchmarks" / "run.py")
+    assert spec and spec.loader
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_committed_report_is_what_the_renderer_makes_of_its_json(
+    bench_runner: ModuleType, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """RESULTS.md and RESULTS.json come from one run: rendering the JSON again gives the same tables."""
+    report = importlib.import_module("bench.report")
+    data = json.loads((REPO / "benchmarks" / "RESULTS.json").read_text())
+    monkeypatch.setattr(report, "machine", lambda: data["machine"])
+    expected = (REPO / "benchmarks" / "RESULTS.md").read_text()
+    date = re.search(r"^- Date: (\d{4}-\d\d-\d\d \d\d:\d\d) UTC", expected, re.MULTILINE)
+    assert date
+    started = datetime.strptime(date[1], "%Y-%m-%d %H:%M").replace(tzinfo=timezone.utc).timestamp()
+    args = argparse.Namespace(**data["args"])
+    assert report.render(data["results"], data["scale_check"], args, started, data["elapsed"]) == expected
+
+
+def test_only_runs_known_scenarios_and_keeps_the_committed_results(bench_runner: ModuleType) -> None:
+    args = bench_runner.parse_args(["--only", "waiting,scale", "--quick"])
+    assert args.only == ["waiting", "scale"]
+    assert Path(args.out) == bench_runner.ONLY_OUT  # a partial run never overwrites benchmarks/RESULTS.md
+    assert bench_runner.parse_args([]).out == "benchmarks/RESULTS.md"
+    with pytest.raises(SystemExit):
+        bench_runner.parse_args(["--only", "import_time"])

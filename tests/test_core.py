@@ -125,14 +125,28 @@ def test_request_paths(request_: ApiRequest, method: str, path: str) -> None:
 
 def test_list_filters_are_repeated_keys() -> None:
     request = core.list_runs(
-        1, pk__in=[5, "6"], status__in=[10, 20], job_definition_id="7", include_related=["trigger", "job"],
-        has_docs_generated=False, limit=500, offset=200, environment_id=None,
-    )  # fmt: skip
+        1,
+        pk__in=[5, "6"],
+        status__in=[10, 20],
+        job_definition_id="7",
+        include_related=["trigger", "job"],
+        has_docs_generated=False,
+        limit=500,
+        offset=200,
+        environment_id=None,
+    )
     assert request.params == (
-        ("pk__in", "5"), ("pk__in", "6"), ("status__in", "10"), ("status__in", "20"), ("job_definition_id", "7"),
-        ("has_docs_generated", "false"), ("include_related", "trigger,job"), ("order_by", "-id"), ("limit", "100"),
+        ("pk__in", "5"),
+        ("pk__in", "6"),
+        ("status__in", "10"),
+        ("status__in", "20"),
+        ("job_definition_id", "7"),
+        ("has_docs_generated", "false"),
+        ("include_related", "trigger,job"),
+        ("order_by", "-id"),
+        ("limit", "100"),
         ("offset", "200"),
-    )  # fmt: skip
+    )
     assert core.get_run(1, 3, ["run_steps", "trigger"]).params == (("include_related", "run_steps,trigger"),)
     assert core.get_run(1, 3).params == ()
     assert core.list_run_artifacts(1, 3, step=2).params == (("step", "2"),)
@@ -207,8 +221,13 @@ def test_retry_after_http_date_without_zone_is_utc() -> None:
 # --- errors -----------------------------------------------------------------------------------------------
 
 
-def _error(status: int, body: object = None, credentials: DbtCloudCredentials = CELL, request: ApiRequest = GET_RUN,
-           headers: dict[str, str] | None = None) -> DbtCloudError:  # fmt: skip
+def _error(
+    status: int,
+    body: object = None,
+    credentials: DbtCloudCredentials = CELL,
+    request: ApiRequest = GET_RUN,
+    headers: dict[str, str] | None = None,
+) -> DbtCloudError:
     raw = body if isinstance(body, bytes) else json.dumps(body).encode() if body is not None else b""
     with pytest.raises(DbtCloudError) as info:
         core.parse_response(request, status, headers or {}, raw, credentials)
@@ -219,9 +238,7 @@ def test_401_on_legacy_host_explains_access_url() -> None:
     error = _error(401, {"status": {"user_message": "Invalid token."}, "data": None}, credentials=LEGACY)
     assert type(error) is DbtCloudAuthError
     assert (error.status_code, error.path, error.transient) == (401, "/api/v2/accounts/1/runs/5/", False)
-    assert (
-        "HTTP 401" in error.message and "run 5" in error.message and 'dbt Cloud said: "Invalid token."' in error.message
-    )
+    assert 'HTTP 401: "Invalid token."' in error.message and "read run 5" in error.message
     assert "legacy host cloud.getdbt.com" in error.message
     assert "access URL" in error.message and "base_url" in error.message
 
@@ -229,22 +246,22 @@ def test_401_on_legacy_host_explains_access_url() -> None:
 def test_401_on_cell_host_has_no_legacy_hint() -> None:
     error = _error(401, {"status": {"user_message": "Invalid token."}, "data": None})
     assert type(error) is DbtCloudAuthError
-    assert "Check the token" in error.message
+    assert "check the token (the connection's password)" in error.message
     assert "access URL" not in error.message and "legacy" not in error.message
 
 
 def test_403_404_400_messages() -> None:
     denied = _error(403, {"status": {"user_message": "Access denied"}, "data": None})
     assert type(denied) is DbtCloudPermissionError
-    assert "account 1 (HTTP 403)" in denied.message and "account id" in denied.message
+    assert "permission to read run 5 in account 1 (HTTP 403" in denied.message and "account id" in denied.message
     missing = _error(404, {"status": {"user_message": "Not found"}, "data": None})
     assert type(missing) is DbtCloudNotFoundError
-    assert "The run 5 was not found in dbt Cloud account 1 (HTTP 404)" in missing.message
+    assert 'dbt Cloud run 5 was not found in account 1 (HTTP 404: "Not found")' in missing.message
     fields = {"threads_override": "'4' is not of type 'integer'"}
     invalid = _error(400, {"status": {"user_message": "The request was invalid."}, "data": fields}, request=TRIGGER)
     assert isinstance(invalid, DbtCloudValidationError)
     assert invalid.field_errors == fields
-    assert "trigger of job 2" in invalid.message and "threads_override" in invalid.message
+    assert "request to trigger job 2 as invalid" in invalid.message and "threads_override" in invalid.message
     plain = _error(400, {"detail": "bad filter"})
     assert isinstance(plain, DbtCloudValidationError) and plain.field_errors == {"detail": "bad filter"}
     assert "bad filter" in plain.message

@@ -97,13 +97,25 @@ def test_credentials_in_url_are_not_echoed() -> None:
 
 def test_resolve_from_mapping() -> None:
     creds = resolve_credentials(
-        {"api_token": f" {TOKEN} ", "account_id": "1", "job_id": 5, "base_url": "ab1.us1.dbt.com", "timeout": "2.5",
-         "verify": "false", "git_branch": "main"}
-    )  # fmt: skip
+        {
+            "api_token": f" {TOKEN} ",
+            "account_id": "1",
+            "job_id": 5,
+            "base_url": "ab1.us1.dbt.com",
+            "timeout": "2.5",
+            "verify": "false",
+            "git_branch": "main",
+        }
+    )
     assert creds == DbtCloudCredentials(
-        api_token=TOKEN, account_id=1, job_id=5, base_url="https://ab1.us1.dbt.com", timeout=2.5, verify=False,
+        api_token=TOKEN,
+        account_id=1,
+        job_id=5,
+        base_url="https://ab1.us1.dbt.com",
+        timeout=2.5,
+        verify=False,
         git_branch="main",
-    )  # fmt: skip
+    )
     assert creds.host == "ab1.us1.dbt.com"
     assert creds.cause == "Triggered via API"
 

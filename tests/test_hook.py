@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 import subprocess
@@ -51,7 +52,7 @@ def test_connection_test_answers_clearly(emulator: Any, monkeypatch: pytest.Monk
     cases = {
         "good": (connection_json(emulator.base_url), True, "Connected to dbt Cloud account"),
         "bad_token": (connection_json(emulator.base_url, token="nope"), False, "refused the API token"),
-        "wrong_account": (connection_json(emulator.base_url, account_id=2), False, "denied access"),
+        "wrong_account": (connection_json(emulator.base_url, account_id=2), False, "denied the API token permission"),
         "bad_host": (connection_json("http://127.0.0.1:1"), False, "No answer from dbt Cloud"),
         "malformed_host": (connection_json("https://exa mple.com"), False, "Malformed dbt Cloud host"),
     }
@@ -90,21 +91,29 @@ def test_hook_wraps_the_helpers(emulator: Any, airflow_conn: str) -> None:
 
 
 @pytest.mark.parametrize(
-    ("token", "expected"), [(TOKEN, "Connection success!"), ("bad-token", "refused the API token")]
+    ("token", "conn_type", "expected"),
+    [(TOKEN, "dbtclouddlt", "Connection success!"), ("bad-token", "dbt_cloud_dlt", "refused the API token")],
+    ids=["new type name", "old type name"],
 )
-def test_airflow_connections_test_cli(emulator: Any, token: str, expected: str) -> None:
+def test_airflow_connections_test_cli(emulator: Any, token: str, conn_type: str, expected: str) -> None:
+    conn_json = json.loads(connection_json(emulator.base_url, token=token))
     env = {
         **os.environ,
         "AIRFLOW__CORE__TEST_CONNECTION": "Enabled",
-        "AIRFLOW_CONN_DBT_CLOUD_DEFAULT": connection_json(emulator.base_url, token=token),
+        "AIRFLOW_CONN_DBT_CLOUD_DEFAULT": json.dumps({**conn_json, "conn_type": conn_type}),
     }
     result = subprocess.run(
         [sys.executable, "-m", "airflow", "connections", "test", "dbt_cloud_default"],
-        env=env, capture_output=True, text=True, timeout=120,
-    )  # fmt: skip
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     output = result.stdout + result.stderr
     assert expected in output, output[-2000:]
     assert token not in output
+    if conn_type == "dbtclouddlt":
+        assert "shall not contain '_'" not in output
 
 
 def test_unreachable_port_is_really_closed() -> None:

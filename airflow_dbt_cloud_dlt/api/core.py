@@ -19,7 +19,7 @@ from typing import Any
 import tenacity
 
 from .._version import __version__
-from .credentials import DEFAULT_CAUSE, LEGACY_HOSTS, DbtCloudCredentials, validate_id
+from .credentials import DEFAULT_CAUSE, LEGACY_HOSTS, DbtCloudCredentials, is_loopback, validate_id
 from .errors import (
     DbtCloudAuthError,
     DbtCloudBadResponseError,
@@ -275,74 +275,140 @@ def _snippet(body: bytes) -> str:
     return " ".join(text.split())[:200]
 
 
+# --- messages: one sentence each, saying what is wrong and then what to do ---------------------------
+
+#: How much of a transport error's own words a message quotes (cut at a word boundary, never mid-word).
+MAX_DETAIL_LENGTH = 160
+_VERB = re.compile(r"(trigger|rerun|cancel) of (.+)")
+_PART_OF = re.compile(r"(?:artifacts|environments) of (.+)")
+_ACCOUNT_LISTS = frozenset({"runs", "jobs", "projects"})
+_OBJECT_REPR = re.compile(r"<[^<>]*? object at 0x[0-9a-fA-F]+>:?\s*")
+#: What OpenSSL says when an https request meets a plain-http server: the "HTTP/1.1 400" it answers with is
+#: not a TLS record. Both transports pass it on in the text of their own error (requests' SSLError, httpx's
+#: ConnectError), so it is recognised here rather than in each transport.
+_PLAIN_HTTP_SIGNS = ("wrong_version_number", "wrong version number", "record_layer_failure", "packet length too long")
+_NOT_FOUND_ADVICE = {
+    "account": "check the account id (the connection's login, the number after /deploy/ in dbt Cloud URLs) "
+    "and the host",
+    "artifact": "check the artifact's path and step, and that the run has finished and produced it",
+}
+
+
+def _action(request: ApiRequest) -> str:
+    """What the request asked dbt Cloud to do, as a verb phrase: "trigger job 99", "read run 5"."""
+    verb = _VERB.fullmatch(request.what)
+    return f"{verb.group(1)} {verb.group(2)}" if verb else f"read {request.what}"
+
+
+def _missing(request: ApiRequest, account: int | None) -> str:
+    """The object that a 404 names as missing: "job 99", "run 5", "account 1"."""
+    found = _VERB.fullmatch(request.what) or _PART_OF.fullmatch(request.what)
+    if found:
+        return found.groups()[-1]
+    return f"account {account}" if request.what in _ACCOUNT_LISTS else request.what
+
+
+def _in_account(account: int | None, phrase: str) -> str:
+    """The words "in account N" to follow ``phrase``, or nothing when the phrase is about that account."""
+    about_account = phrase.split()[-2:] == ["account", str(account)]
+    return "" if account is None or about_account else f" in account {account}"
+
+
+def _http_status(status: int, said: str) -> str:
+    """The status with dbt Cloud's own words: (HTTP 404: "Not found.")."""
+    return f'(HTTP {status}: "{said}")' if said else f"(HTTP {status})"
+
+
+def _expected(error: DbtCloudError) -> DbtCloudError:
+    """Mark an error whose message says it all: whatever was being handled when it is raised stays out of the
+    traceback (the same as ``raise error from None``, wherever it is raised)."""
+    error.__cause__ = None
+    error.__suppress_context__ = True
+    return error
+
+
 def error_for_status(
     request: ApiRequest, status: int, headers: Mapping[str, str], body: bytes, credentials: DbtCloudCredentials
 ) -> DbtCloudError:
-    """The typed error for a non-2xx answer, with a message that says what to do."""
+    """The typed error for a non-2xx answer: one sentence that says what is wrong, then what to do."""
     try:
         payload: Any = json.loads(body) if body else None
     except ValueError:
         payload = None
     said = _server_message(payload) or _snippet(body)
-    said_text = f' dbt Cloud said: "{said}"' if said else ""
-    where = f"{request.method} {request.path}"
+    action, where = _action(request), f"{request.method} {request.path}"
     host, account = credentials.host, credentials.account_id
     kwargs: dict[str, Any] = {"status_code": status, "path": request.path}
+    error: DbtCloudError
     if status == 401:
-        message = f"dbt Cloud refused the API token (HTTP 401) for the {request.what}.{said_text} Check the token."
         if host in LEGACY_HOSTS:
-            message += (
-                f" The request went to the legacy host {host}: accounts now have their own access URL, such as "
-                "ab123.us1.dbt.com (dbt Cloud > Account settings > Access URLs), and a valid token sent to the "
-                "wrong host is refused like this. Set base_url (the connection's host) to that access URL."
+            advice = (
+                f"the request went to the legacy host {host}, which refuses a valid token of an account that has "
+                "its own access URL, so set base_url (the connection's host) to that access URL, such as "
+                "ab123.us1.dbt.com (dbt Cloud > Account settings > Access URLs), or else check the token"
             )
-        return DbtCloudAuthError(message, **kwargs)
-    if status == 403:
-        return DbtCloudPermissionError(
-            f"dbt Cloud denied access to the {request.what} in account {account} (HTTP 403).{said_text} Check "
-            "that the account id is right (the number after /deploy/ in dbt Cloud URLs) and that the token's "
-            "permission set allows this (Job Admin or Job Runner to trigger runs).",
+        else:
+            advice = "check the token (the connection's password): it may be mistyped, revoked or expired"
+        error = DbtCloudAuthError(
+            f"dbt Cloud refused the API token {_http_status(401, said)} for the request to {action}; {advice}.",
             **kwargs,
         )
-    if status == 404:
-        return DbtCloudNotFoundError(
-            f"The {request.what} was not found in dbt Cloud account {account} (HTTP 404).{said_text} Check the "
-            "id, the account id and the host, and that the token may see this object.",
+    elif status == 403:
+        error = DbtCloudPermissionError(
+            f"dbt Cloud denied the API token permission to {action}{_in_account(account, action)} "
+            f"{_http_status(403, said)}; check that the account id is right (the connection's login, the number "
+            "after /deploy/ in dbt Cloud URLs) and that the token's permission set allows this (Job Admin or "
+            "Job Runner to trigger runs).",
             **kwargs,
         )
-    if status == 400:
+    elif status == 404:
+        missing = _missing(request, account)
+        kind = missing.split()[0]
+        advice = _NOT_FOUND_ADVICE.get(
+            kind,
+            f"check the {kind} id, the account id (the connection's login) and the host, and that the token may "
+            f"see this {kind}",
+        )
+        error = DbtCloudNotFoundError(
+            f"dbt Cloud {missing} was not found{_in_account(account, missing)} {_http_status(404, said)}; {advice}.",
+            **kwargs,
+        )
+    elif status == 400:
         fields = payload.get("data") if isinstance(payload, dict) else None
         detail = json.dumps(fields) if fields else said
-        return DbtCloudValidationError(
-            f"dbt Cloud rejected the {request.what} as invalid (HTTP 400): {detail}. Fix the fields named here.",
+        error = DbtCloudValidationError(
+            f"dbt Cloud rejected the request to {action} as invalid (HTTP 400: {detail}); fix the fields it names.",
             field_errors=fields if isinstance(fields, dict) else {"detail": fields or said},
             **kwargs,
         )
-    if status == 429:
+    elif status == 429:
         wait = retry_after_seconds(headers)
-        hint = (
-            f"it asked to wait {wait:.0f} s" if wait is not None else "dbt Cloud imposes a cooldown of up to 5 minutes"
-        )
-        return DbtCloudRateLimitError(
-            f"dbt Cloud rate-limited the {request.what} (HTTP 429): the account's 5,000 requests per minute are "
-            f"used up; {hint}. Poll less often or spread jobs out.",
+        hint = f"it asked to wait {wait:.0f} s" if wait is not None else "it may impose a cooldown of up to 5 minutes"
+        error = DbtCloudRateLimitError(
+            f"dbt Cloud rate-limited the request to {action} (HTTP 429) because the account's 5,000 requests per "
+            f"minute are used up, and {hint}; poll less often or spread the jobs out.",
             retry_after=wait,
             **kwargs,
         )
-    if 300 <= status < 400:
-        redirect = DbtCloudBadResponseError(
-            f"dbt Cloud answered {where} with a redirect (HTTP {status}) to {headers.get('Location', '?')!r}. "
-            "Set base_url (the connection's host) to your account's access URL.",
+    elif 300 <= status < 400:
+        error = DbtCloudBadResponseError(
+            f"dbt Cloud answered {where} with a redirect (HTTP {status}) to {headers.get('Location', '?')!r}; set "
+            "base_url (the connection's host) to your account's access URL.",
             **kwargs,
         )
-        redirect.transient = False  # asking again gets the same redirect
-        return redirect
-    if status >= 500:
-        return DbtCloudServerError(
-            f"dbt Cloud failed on the {request.what} (HTTP {status}).{said_text} This is usually temporary.",
+        error.transient = False  # asking again gets the same redirect
+    elif status >= 500:
+        error = DbtCloudServerError(
+            f"dbt Cloud failed on the request to {action} {_http_status(status, said)}; this is usually "
+            "temporary, so try again in a few minutes.",
             **kwargs,
         )
-    return DbtCloudError(f"dbt Cloud answered {where} with HTTP {status}.{said_text}", **kwargs)
+    else:
+        error = DbtCloudError(
+            f"dbt Cloud answered {where} with {_http_status(status, said)[1:-1]}; check the host and the request.",
+            **kwargs,
+        )
+    return _expected(error)
 
 
 def parse_response(
@@ -382,24 +448,73 @@ def _scrubbed(error: DbtCloudError, token: str) -> DbtCloudError:
     return error
 
 
-def connection_error(request: ApiRequest, credentials: DbtCloudCredentials, exc: BaseException, *,
-                     sent: bool, transient: bool = True) -> DbtCloudConnectionError:  # fmt: skip
-    """The error for a request that got no answer."""
-    reason = type(exc).__name__
-    if not transient:
-        hint = "Check the TLS settings: set verify to a CA bundle path for a private certificate authority."
-    elif sent:
-        hint = "The request may have reached dbt Cloud."
+def _exception_chain(exc: BaseException) -> list[BaseException]:
+    """A transport error and the errors it wraps, outermost first (urllib3's ``reason``, ``args``, causes)."""
+    chain, current = [exc], exc
+    while len(chain) < 10:
+        inner = getattr(current, "reason", None)
+        if not isinstance(inner, BaseException):
+            inner = next((arg for arg in current.args if isinstance(arg, BaseException)), None)
+        if inner is None:
+            inner = current.__cause__ or current.__context__
+        if inner is None or any(inner is seen for seen in chain):
+            break
+        chain.append(inner)
+        current = inner
+    return chain
+
+
+def _clip(text: str, limit: int) -> str:
+    """``text`` cut to about ``limit`` characters at a word boundary, with an ellipsis when it was cut."""
+    if len(text) <= limit:
+        return text
+    head = text[: limit + 1]
+    cut = head.rsplit(" ", 1)[0] if " " in head else text[:limit]
+    return cut.rstrip(" ,;:(") + "…"
+
+
+def _answered_plain_http(chain: list[BaseException]) -> bool:
+    text = " ".join(f"{type(error).__name__} {error}" for error in chain).lower()
+    return any(sign in text for sign in _PLAIN_HTTP_SIGNS)
+
+
+def connection_error(
+    request: ApiRequest, credentials: DbtCloudCredentials, exc: BaseException, *, sent: bool, transient: bool = True
+) -> DbtCloudConnectionError:
+    """The error for a request that got no answer: one sentence with the innermost reason and what to do."""
+    chain, action, host = _exception_chain(exc), _action(request), credentials.host
+    if credentials.base_url.startswith("https://") and _answered_plain_http(chain):
+        if is_loopback(host):
+            advice = f"use {'http://' + credentials.base_url.removeprefix('https://')!r} as the host"
+        else:
+            advice = (
+                "check the host and port: dbt Cloud answers https only, and plain http, which would send the "
+                "token unencrypted, is allowed only to loopback addresses"
+            )
+        message = (
+            f"The server at {credentials.base_url} answered plain http, not https, to the request to {action}; "
+            f"{advice}."
+        )
+        sent, transient = False, False  # the TLS handshake failed, so no request went out; asking again cannot help
     else:
-        hint = f"Check the host {credentials.host!r} and the network (proxies, firewall)."
-    error = DbtCloudConnectionError(
-        f"No answer from dbt Cloud at {credentials.base_url} for the {request.what} ({reason}: "
-        f"{str(exc)[:200]}). {hint}",
-        request_sent=sent,
-        path=request.path,
-    )
+        inner = next((error for error in reversed(chain) if str(error).strip()), exc)
+        detail = _clip(" ".join(_OBJECT_REPR.sub("", str(inner)).split()), MAX_DETAIL_LENGTH)
+        if not transient:
+            advice = (
+                "check the TLS settings: set verify to the path of a CA bundle for a private certificate "
+                "authority (or to false, for testing only)"
+            )
+        elif sent:
+            advice = f"check the network and the timeout ({credentials.timeout:g} s), since the request may have reached dbt Cloud"
+        else:
+            advice = f"check the host {host!r} and the network (proxies, firewall)"
+        message = (
+            f"No answer from dbt Cloud at {credentials.base_url} to the request to {action} "
+            f"({type(exc).__name__}: {detail}); {advice}."
+        )
+    error = DbtCloudConnectionError(message, request_sent=sent, path=request.path)
     error.transient = transient
-    return _scrubbed(error, credentials.api_token)  # type: ignore[return-value]
+    return _scrubbed(_expected(error), credentials.api_token)  # type: ignore[return-value]
 
 
 # --- retries ----------------------------------------------------------------------------------------

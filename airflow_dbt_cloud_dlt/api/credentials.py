@@ -48,7 +48,7 @@ def _optional_id(value: object, name: str) -> int | None:
     return None if value is None or value == "" else validate_id(value, name)
 
 
-def _is_loopback(host: str) -> bool:
+def is_loopback(host: str) -> bool:
     if host == "localhost":  # not "*.localhost": a container alias of that form may be another machine
         return True
     try:
@@ -93,13 +93,14 @@ def normalize_base_url(value: str | None) -> str:
         raise DbtCloudConfigError(f"Malformed dbt Cloud host {text!r}. {example}.")
     if parts.path not in _API_SUFFIXES or parts.query or parts.fragment:
         raise DbtCloudConfigError(f"Malformed dbt Cloud host {text!r}: it must not carry a path. {example}.")
-    if parts.scheme == "http" and not _is_loopback(host):
+    if parts.scheme == "http" and not is_loopback(host):
         raise DbtCloudConfigError(
             f"Refusing plain http to {host!r}: the API token would travel unencrypted. Use https "
             "(plain http is allowed only to loopback addresses such as the local emulator)."
         )
     netloc = f"[{host}]" if ":" in host else host
-    return f"{parts.scheme}://{netloc}" + (f":{port}" if port else "")
+    default_port = {"https": 443, "http": 80}[parts.scheme]
+    return f"{parts.scheme}://{netloc}" + (f":{port}" if port and port != default_port else "")
 
 
 @dataclasses.dataclass(frozen=True)
