@@ -17,8 +17,8 @@ def test_provider_info_is_valid_for_airflow() -> None:
     schema = json.loads(resources.files("airflow").joinpath("provider_info.schema.json").read_text())
     info = get_provider_info()
     jsonschema.validate(info, schema)
-    (conn_type,) = info["connection-types"]
-    assert conn_type["connection-type"] == "dbt_cloud_dlt"  # not "dbt_cloud": both providers can coexist
+    # not "dbt_cloud": both providers can coexist; the old name stays registered for stored connections
+    assert [t["connection-type"] for t in info["connection-types"]] == ["dbtclouddlt", "dbt_cloud_dlt"]
 
 
 def test_airflow_discovers_the_provider() -> None:
@@ -27,7 +27,7 @@ def test_airflow_discovers_the_provider() -> None:
     manager = ProvidersManager()
     assert "airflow-dbt-cloud-dlt" in manager.providers
     assert "airflow_dbt_cloud_dlt.links.DbtCloudRunLink" in manager.extra_links_class_names
-    hook = manager.hooks["dbt_cloud_dlt"]
+    hook = manager.hooks["dbtclouddlt"]
     assert hook is not None and hook.hook_class_name == "airflow_dbt_cloud_dlt.hooks.DbtCloudHook"
 
 
