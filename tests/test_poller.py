@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import math
 import re
 import socket
@@ -206,11 +205,10 @@ class NoPkInEmulator(DbtCloudEmulator):
     (The emulator has no switch for this; renaming the parameter makes its own query validation answer 400.)
     """
 
-    def _api_list_runs(self, req: Any) -> Any:
-        if "pk__in" in req.query:
-            query = {("pk__in_unsupported" if k == "pk__in" else k): v for k, v in req.query.items()}
-            req = dataclasses.replace(req, query=query)
-        return super()._api_list_runs(req)
+    def _answer(self, h: Any, url: Any, query: dict[str, list[str]], body: bytes, rec: Any) -> Any:
+        if "pk__in" in query:
+            query = {("pk__in_unsupported" if k == "pk__in" else k): v for k, v in query.items()}
+        return super()._answer(h, url, query, body, rec)
 
 
 async def test_pk_in_rejected_falls_back_to_gets() -> None:
