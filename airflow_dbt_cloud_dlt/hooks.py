@@ -646,6 +646,16 @@ class DbtCloudHook(BaseHook):
             time.sleep(check_interval)
 
     @_official
+    def log_job_run_failure_details(
+        self, run_id: int, account_id: int | None = None, job_run: dict[str, Any] | None = None
+    ) -> None:
+        """Log why a run failed: its status message, the failed step with its log tail, the failed nodes.
+        The run is always read again (``job_run`` is accepted for the official's signature)."""
+        from .api.reporting import failure_report
+
+        self.log.error("%s", failure_report(self._client(self._account(account_id)), run_id))
+
+    @_official
     def cancel_job_run(self, run_id: int, account_id: int | None = None) -> None:
         """Cancel a run (a run that has already ended stays as it is)."""
         from .api import core
@@ -671,6 +681,24 @@ class DbtCloudHook(BaseHook):
         if not isinstance(path, str):
             raise DbtCloudConfigError(f"Invalid path {path!r}: give an artifact's path, such as 'manifest.json'.")
         return self._get(account_id, lambda account: artifact_request(account, run_id, path, optional_step(step)))
+
+    @_official
+    async def get_job_run_artifacts_concurrently(
+        self, run_id: int, artifacts: list[str], account_id: int | None = None, step: int | None = None
+    ) -> dict[str, Any]:
+        """Several JSON artifacts of one run at once: ``{path: parsed JSON}``."""
+        if isinstance(artifacts, str) or not all(isinstance(path, str) for path in artifacts):
+            raise DbtCloudConfigError(
+                f"Invalid artifacts {artifacts!r}: give a list of paths, such as ['manifest.json']."
+            )
+        self._client(self._account(account_id))  # made once, before the threads share it
+        answers = await asyncio.gather(
+            *(
+                asyncio.to_thread(self.get_job_run_artifact, run_id, path, account_id=account_id, step=step)
+                for path in artifacts
+            )
+        )
+        return {path: answer.json() for path, answer in zip(artifacts, answers, strict=True)}
 
     @_official
     def retry_failed_job_run(self, job_id: int, account_id: int | None = None) -> Response:

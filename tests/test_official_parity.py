@@ -121,6 +121,28 @@ def test_hook_method_signature_matches_the_official(name: str) -> None:
     assert inspect.iscoroutinefunction(ours) == inspect.iscoroutinefunction(official)
 
 
+#: Public members of the official hook that this one leaves out on purpose (docs/migrating-from-the-official-provider.md).
+HOOK_ABSENT = {
+    "get_request_url_params": "builds URLs by hand; the API core builds every request",
+    "get_headers_tenants_from_connection": "hands out the token in a plain headers dict",
+    "connection": "the hook reads the connection into credentials (hook.credentials) instead",
+}
+#: Present, but on purpose not with the official's signature or return value.
+HOOK_DIFFERENT = {"get_conn": "returns this package's API client, not a requests.Session (as before issue 10)"}
+
+
+def test_every_public_member_of_the_official_hook_is_here() -> None:
+    """Beyond the issue's list: what the official hook defines itself (not what HttpHook gives it)."""
+    for name, member in vars(official_hooks.DbtCloudHook).items():
+        if name.startswith("_") or name in HOOK_ABSENT:
+            continue
+        assert hasattr(DbtCloudHook, name), f"DbtCloudHook has no {name!r}"
+        if inspect.isfunction(member) and name not in HOOK_DIFFERENT:
+            assert signature_differences(member, getattr(DbtCloudHook, name)) == [], name
+    for name in ("DbtCloudJobRunStatus", "DbtCloudJobRunException", "DbtCloudResourceLookupError"):
+        assert hasattr(hooks, name), name
+
+
 def test_hook_class_attributes_and_names_match_the_official() -> None:
     for attribute in ("conn_name_attr", "default_conn_name"):
         assert getattr(DbtCloudHook, attribute) == getattr(official_hooks.DbtCloudHook, attribute)
@@ -179,6 +201,8 @@ def test_run_methods_return_responses(emulator: Any, airflow_conn: str) -> None:
     assert hook.get_environment(1, 1).json()["data"]["name"] == "prod"
     assert hook.get_job_runs(payload={"job_definition_id": 3, "limit": 1}).json()["data"][0]["id"] == run_id
     assert hook.test_connection()[0] is True
+    both = asyncio.run(hook.get_job_run_artifacts_concurrently(run_id, ["run_results.json", "manifest.json"]))
+    assert set(both) == {"run_results.json", "manifest.json"} and "metadata" in both["manifest.json"]
     assert asyncio.run(hook.get_job_status(run_id)) == 10
     assert asyncio.run(hook.get_job_details(run_id, include_related=["job"]))["data"]["job"]["id"] == 3
 
@@ -194,6 +218,7 @@ def test_cancel_and_rerun_from_failure(emulator: Any, airflow_conn: str) -> None
     with pytest.raises(DbtCloudJobRunException, match=f"Job run {failed} reached terminal status ERROR") as caught:
         hook.wait_for_job_run_status(failed, check_interval=0.1, timeout=30)
     assert "Failed step" in str(caught.value)  # this package's report: the step, its log tail, the nodes
+    hook.log_job_run_failure_details(failed)
     rerun = hook.trigger_job_run(5, "again", retry_from_failure=True).json()["data"]
     assert rerun["id"] != failed and "Rerun" in emulator.runs[rerun["id"]]["trigger"]["cause"]
     assert hook.retry_failed_job_run(5).json()["data"]["id"] > rerun["id"]
