@@ -281,9 +281,12 @@ class DbtCloudHook(BaseHook):
         account_id: int | str | None = None,
     ) -> None:
         super().__init__()
-        if not isinstance(dbt_cloud_conn_id, str) or not dbt_cloud_conn_id.strip():
-            raise DbtCloudConfigError(f"Invalid dbt_cloud_conn_id {dbt_cloud_conn_id!r}: give a connection id.")
-        _check_retry_settings(timeout_seconds, retry_limit, retry_delay, retry_args)
+        try:
+            if not isinstance(dbt_cloud_conn_id, str) or not dbt_cloud_conn_id.strip():
+                raise DbtCloudConfigError(f"Invalid dbt_cloud_conn_id {dbt_cloud_conn_id!r}: give a connection id.")
+            _check_retry_settings(timeout_seconds, retry_limit, retry_delay, retry_args)
+        except DbtCloudConfigError as error:
+            raise _as_airflow_error(error) from None
         self.dbt_cloud_conn_id = dbt_cloud_conn_id
         self.account_id = account_id
         self.timeout_seconds = timeout_seconds

@@ -307,8 +307,9 @@ def test_bad_input_names_the_parameter_before_any_request(
     emulator: Any, airflow_conn: str, call: Callable[[DbtCloudHook], Any], parameter: str
 ) -> None:
     emulator.clear_requests()
-    with pytest.raises(DbtCloudConfigError, match=parameter):
+    with pytest.raises(DbtCloudConfigError, match=parameter) as caught:
         call(DbtCloudHook())
+    assert isinstance(caught.value, AirflowException) and TOKEN not in str(caught.value)
     assert not [r for r in emulator.requests if "/api/" in r.path]
 
 
