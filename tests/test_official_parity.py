@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import inspect
+import pickle
 from collections.abc import Callable
 from typing import Any
 
@@ -192,8 +193,8 @@ def test_run_methods_return_responses(emulator: Any, airflow_conn: str) -> None:
     steps = hook.get_job_run(run_id, include_related=["run_steps"]).json()["data"]["run_steps"]
     assert steps and steps[-1]["status"] == 10
     assert hook.list_job_run_artifacts(run_id).json()["data"] == ["manifest.json", "run_results.json"]
-    run_results = hook.get_job_run_artifact(run_id, "run_results.json").json()
-    assert "results" in run_results
+    artifact = hook.get_job_run_artifact(run_id, "run_results.json")
+    assert "results" in artifact.json() and artifact.headers["Content-Type"] == "application/json"
     assert hook.get_job(3).json()["data"]["id"] == 3
     assert hook.get_account().json()["data"]["id"] == ACCOUNT_ID
     assert [a["id"] for a in hook.list_accounts().json()["data"]] == [ACCOUNT_ID]
@@ -280,6 +281,7 @@ def test_missing_artifact_names_run_step_and_path(emulator: Any, airflow_conn: s
     message = str(caught.value)
     assert f"'catalog.json' of run {run_id} at step 1" in message and TOKEN not in message
     assert isinstance(caught.value, AirflowException)  # as the official's errors are
+    assert str(pickle.loads(pickle.dumps(caught.value))) == message  # errors cross process boundaries
     with pytest.raises(AirflowException, match=f"'target/x.json' of run {run_id} at its last step"):
         hook.get_job_run_artifact(run_id, "target/x.json")
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import mimetypes
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -133,15 +134,16 @@ def as_response(client: DbtCloudClient, request: ApiRequest, value: Any) -> requ
     """A ``requests.Response`` for an answer that :meth:`DbtCloudClient.send` has already checked and parsed.
 
     Its status is 200 and its body the JSON envelope (or the artifact's bytes), so ``.json()``, ``.text``,
-    ``.content``, ``.ok`` and ``.raise_for_status()`` behave as on the official hook's answers. Headers other
-    than ``Content-Type`` are not kept. The URL holds no token (it never does).
+    ``.content``, ``.ok`` and ``.raise_for_status()`` behave as on the official hook's answers. Of the
+    headers, only ``Content-Type`` is set (from the artifact's name for files). The URL holds no token.
     """
     response = requests.Response()
     response.status_code = 200
     response.reason = "OK"
     response._content = value if isinstance(value, bytes) else json.dumps(value).encode()
     response.encoding = None if isinstance(value, bytes) else "utf-8"
-    response.headers = CaseInsensitiveDict({"Content-Type": "application/json"})
+    kind = "application/json" if not isinstance(value, bytes) else mimetypes.guess_type(request.path)[0]
+    response.headers = CaseInsensitiveDict({"Content-Type": kind or "application/octet-stream"})
     query = "&".join(f"{key}={val}" for key, val in request.params)
     response.url = client.credentials.base_url + request.path + (f"?{query}" if query else "")
     return response
