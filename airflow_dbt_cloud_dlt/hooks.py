@@ -15,7 +15,7 @@ import time
 import weakref
 from collections.abc import Callable, Mapping, Sequence
 from enum import Enum
-from functools import cached_property, wraps
+from functools import cache, cached_property, wraps
 from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import urlsplit, urlunsplit
 
@@ -206,23 +206,23 @@ def _as_airflow_error(error: DbtCloudError) -> DbtCloudError:
 
 def _official(method: _F) -> _F:
     """An official-named hook method: ``account_id`` falls back to the hook's (``account_id=``, then the
-    connection's login), and errors are also AirflowExceptions."""
-    signature = inspect.signature(method)
-    takes_account = "account_id" in signature.parameters
+    connection's login), and errors are also AirflowExceptions. The signature is read on first call, not at
+    import (DAG parsing imports this module)."""
+    signature = cache(lambda: inspect.signature(method))
 
     def bound(self: DbtCloudHook, args: tuple[Any, ...], kwargs: dict[str, Any]) -> inspect.BoundArguments:
-        arguments = signature.bind(self, *args, **kwargs)
-        if takes_account and arguments.arguments.get("account_id") is None:
-            arguments.arguments["account_id"] = self._resolve_account_id()
-        return arguments
+        return signature().bind(self, *args, **kwargs)
+
+    def unset_account(arguments: inspect.BoundArguments) -> bool:
+        return "account_id" in signature().parameters and arguments.arguments.get("account_id") is None
 
     if inspect.iscoroutinefunction(method):
 
         @wraps(method)
         async def run_async(self: DbtCloudHook, *args: Any, **kwargs: Any) -> Any:
             try:
-                arguments = signature.bind(self, *args, **kwargs)
-                if takes_account and arguments.arguments.get("account_id") is None:
+                arguments = bound(self, args, kwargs)
+                if unset_account(arguments):
                     arguments.arguments["account_id"] = (await self.aget_credentials()).account_id
                 return await method(*arguments.args, **arguments.kwargs)
             except DbtCloudError as error:
@@ -234,6 +234,8 @@ def _official(method: _F) -> _F:
     def run(self: DbtCloudHook, *args: Any, **kwargs: Any) -> Any:
         try:
             arguments = bound(self, args, kwargs)
+            if unset_account(arguments):
+                arguments.arguments["account_id"] = self._resolve_account_id()
             return method(*arguments.args, **arguments.kwargs)
         except DbtCloudError as error:
             raise _as_airflow_error(error) from None
