@@ -5,6 +5,12 @@ provider's format work unchanged: host = access URL or tenant, login = account i
 extra ``proxies``. Extras may also set ``job_id``, ``project_id``, ``environment_id``, ``timeout`` and
 ``verify`` (true, false, or a CA bundle path). Connections of this package's old type name (``dbt_cloud_dlt``)
 and of the official type (``dbt_cloud``) are read the same way.
+
+``DbtCloudHook`` also has the official provider's constructor and public methods (and ``DbtCloudJobRunStatus``,
+``DbtCloudJobRunException``, ``DbtCloudResourceLookupError``), so that code written for
+``airflow.providers.dbt.cloud.hooks.dbt`` only changes its import. Those methods stay thin: each builds a
+request (``api.core``, ``api.official``) and sends it through the API client, which owns retries and the
+rate budget. docs/migrating-from-the-official-provider.md lists where they differ, and why.
 """
 
 from __future__ import annotations
