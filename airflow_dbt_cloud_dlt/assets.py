@@ -9,7 +9,8 @@ The rule (documented in the README, "Naming tables as Assets"):
   catalog, schema, table).
 - The Asset URI is the form Airflow's own providers register: ``<namespace>/<database>/<schema>/<table>``, e.g.
   ``postgres://host:5432/db/schema/table`` and ``bigquery://project/dataset/table``. DuckDB has no Airflow
-  provider; it follows the same pattern on OpenLineage's ``duckdb://{path}`` namespace.
+  provider; it follows the same pattern on OpenLineage's ``duckdb://{path}`` namespace, written as Airflow stores
+  a URI without authority: ``duckdb:/abs/path/file.duckdb/catalog/schema/table``.
 - Identifiers are folded the way the warehouse folds unquoted names (Snowflake upper, Postgres, Redshift,
   Databricks and DuckDB lower, BigQuery as given), so dlt (which writes ``ORDERS`` to Snowflake) and dbt (whose
   manifest says ``orders``) name the same table the same way.
@@ -186,7 +187,11 @@ class TableName:
     @property
     def uri(self) -> str:
         """The Airflow Asset URI."""
-        base = "bigquery:/" if self.warehouse == "bigquery" else self.namespace
+        base = self.namespace
+        if self.warehouse == "bigquery":
+            base = "bigquery:/"
+        elif self.warehouse == "duckdb":  # Airflow stores duckdb:///p as duckdb:/p (no authority); so do we
+            base = "duckdb:" + self.namespace[len("duckdb://") :]
         return "/".join([base, *(quote(part, safe="") for part in (self.database, self.schema, self.table))])
 
     @property
@@ -197,14 +202,17 @@ class TableName:
 
 def _split_namespace(namespace: str) -> tuple[str, str]:
     """(warehouse, canonical namespace) of an OpenLineage namespace; raises when it cannot be used."""
-    text = namespace.strip().rstrip("/")
-    if text.lower() in ("bigquery", "bigquery:", "bigquery:/"):
+    text = namespace.strip()
+    if text.lower().rstrip("/") in ("bigquery", "bigquery:"):
         return "bigquery", "bigquery"
+    if text.lower().startswith("duckdb:/") and not text.lower().startswith("duckdb://"):  # the Asset URI form
+        text = "duckdb://" + text[len("duckdb:") :]
     if "://" not in text:
         raise UnsupportedWarehouseError(
             f"Asset namespace {namespace!r} is not a URI like 'postgres://host:5432'. {_how_to_set()}"
         )
     scheme, rest = text.split("://", 1)
+    rest = rest.rstrip("/")
     kind = _warehouse_of(scheme)
     if kind == "bigquery":
         return "bigquery", "bigquery"
