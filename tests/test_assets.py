@@ -28,6 +28,11 @@ from airflow_dbt_cloud_dlt.assets import (
     table_asset_uri,
 )
 
+# dlt looks for an Airflow Variable ``dlt_secrets_toml`` when Airflow is installed; an env-var Variable answers
+# before the (absent) metadata database.
+os.environ.setdefault("AIRFLOW_VAR_DLT_SECRETS_TOML", "# no dlt secrets in tests")
+
+
 # --- the rule --------------------------------------------------------------------------------------------------
 
 
@@ -222,9 +227,15 @@ def _alias_events(events: Any, alias: str) -> list[tuple[str, dict[str, Any]]]:
     return [(e.dest_asset_key.uri, e.extra) for e in accessor.asset_alias_events]
 
 
-def test_real_load_emits_one_event_per_table_with_rows_and_load_id(tmp_path: Path) -> None:
-    pipeline = _pipeline(tmp_path)
-    info = pipeline.run(_orders())
+@pytest.fixture(scope="module")
+def first_load(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Any]:
+    """One real dlt load into DuckDB, shared by the tests that only read its LoadInfo."""
+    tmp_path = tmp_path_factory.mktemp("first_load")
+    return tmp_path, _pipeline(tmp_path).run(_orders())
+
+
+def test_real_load_emits_one_event_per_table_with_rows_and_load_id(first_load: tuple[Path, Any]) -> None:
+    tmp_path, info = first_load
     events = _outlet_events()
     tables = assets.dlt_load_asset_events(info, events, alias="shop_loads")
 
@@ -252,8 +263,8 @@ def test_second_load_reports_only_the_new_column_and_child_tables_can_be_left_ou
     assert tables["orders"].rows == 3
 
 
-def test_events_are_real_airflow_assets(tmp_path: Path) -> None:
-    info = _pipeline(tmp_path).run(_orders())
+def test_events_are_real_airflow_assets(first_load: tuple[Path, Any]) -> None:
+    _, info = first_load
     uri = assets.loaded_tables(info)[0].uri
     made = assets.asset(uri)
     if AIRFLOW_2:
@@ -267,8 +278,8 @@ def test_events_are_real_airflow_assets(tmp_path: Path) -> None:
     assert made.uri == uri  # Airflow's own URI sanitising leaves the rule's URI unchanged
 
 
-def test_namespace_and_database_overrides_skip_the_destination(tmp_path: Path) -> None:
-    info = _pipeline(tmp_path).run(_orders())
+def test_namespace_and_database_overrides_skip_the_destination(first_load: tuple[Path, Any]) -> None:
+    _, info = first_load
     tables = assets.loaded_tables(info, extras={"asset_namespace": "duckdb:///shared/wh.duckdb"}, database="wh")
     assert {t.uri for t in tables} >= {"duckdb:/shared/wh.duckdb/wh/raw/orders"}
     with pytest.raises(UnsupportedWarehouseError, match="is for postgres, but the table is in duckdb"):
