@@ -223,7 +223,7 @@ def _outlet_events() -> Any:
 def _alias_events(events: Any, alias: str) -> list[tuple[str, dict[str, Any]]]:
     accessor = events[assets.asset_alias(alias)]
     if AIRFLOW_2:
-        return [(e.dest_dataset_uri, e.extra) for e in accessor.dataset_alias_events]
+        return [(e["dest_dataset_uri"], e["extra"]) for e in accessor.dataset_alias_events]  # TypedDicts on 2.11
     return [(e.dest_asset_key.uri, e.extra) for e in accessor.asset_alias_events]
 
 
