@@ -39,15 +39,27 @@ os.environ.setdefault("AIRFLOW_VAR_DLT_SECRETS_TOML", "# no dlt secrets in tests
 @pytest.mark.parametrize(
     ("namespace", "parts", "uri"),
     [
-        ("postgres://db.example.com:5432", ("shop", "public", "orders"), "postgres://db.example.com:5432/shop/public/orders"),
-        ("postgresql://DB.example.com", ("Shop", "Public", "Orders"), "postgres://db.example.com:5432/shop/public/orders"),
+        (
+            "postgres://db.example.com:5432",
+            ("shop", "public", "orders"),
+            "postgres://db.example.com:5432/shop/public/orders",
+        ),
+        (
+            "postgresql://DB.example.com",
+            ("Shop", "Public", "Orders"),
+            "postgres://db.example.com:5432/shop/public/orders",
+        ),
         (
             "redshift://examplecluster.abc123xyz789.us-west-2.redshift.amazonaws.com:5439",
             ("dev", "raw", "orders"),
             "redshift://examplecluster.us-west-2:5439/dev/raw/orders",
         ),
         ("redshift://cluster.us-east-1", ("dev", "raw", "orders"), "redshift://cluster.us-east-1:5439/dev/raw/orders"),
-        ("snowflake://MyOrg-MyAccount", ("analytics", "raw", "orders"), "snowflake://myorg-myaccount/ANALYTICS/RAW/ORDERS"),
+        (
+            "snowflake://MyOrg-MyAccount",
+            ("analytics", "raw", "orders"),
+            "snowflake://myorg-myaccount/ANALYTICS/RAW/ORDERS",
+        ),
         ("snowflake://xy12345.us-east-1", ("A", "B", "C"), "snowflake://xy12345.us-east-1.aws/A/B/C"),
         ("bigquery", ("my-project", "raw", "Orders"), "bigquery://my-project/raw/Orders"),
         (
@@ -55,7 +67,11 @@ os.environ.setdefault("AIRFLOW_VAR_DLT_SECRETS_TOML", "# no dlt secrets in tests
             ("Main", "Default", "Users"),
             "databricks://my-workspace.cloud.databricks.com/main/default/users",
         ),
-        ("duckdb:///data/warehouse.duckdb", ("warehouse", "raw", "orders"), "duckdb:/data/warehouse.duckdb/warehouse/raw/orders"),
+        (
+            "duckdb:///data/warehouse.duckdb",
+            ("warehouse", "raw", "orders"),
+            "duckdb:/data/warehouse.duckdb/warehouse/raw/orders",
+        ),
     ],
 )
 def test_table_asset_uri_follows_the_provider_forms(namespace: str, parts: tuple[str, str, str], uri: str) -> None:
@@ -148,7 +164,10 @@ MODEL = {  # as in manifest.json v12 "nodes"
 
 def test_dbt_node_uses_identifier_for_sources_and_alias_for_models() -> None:
     extras = {"asset_namespace": "snowflake://myorg-acct"}
-    assert dbt_node_asset_uri(SOURCE, adapter_type="snowflake", extras=extras) == "snowflake://myorg-acct/ANALYTICS/RAW/ORDERS"
+    assert (
+        dbt_node_asset_uri(SOURCE, adapter_type="snowflake", extras=extras)
+        == "snowflake://myorg-acct/ANALYTICS/RAW/ORDERS"
+    )
     assert dbt_node_asset_uri(MODEL, adapter_type="snowflake", extras=extras).endswith("/ANALYTICS/MARTS/FACT_ORDERS")
     renamed = SOURCE | {"name": "orders_src", "identifier": "orders"}
     assert dbt_node_asset_uri(renamed, namespace="snowflake://myorg-acct").endswith("/ORDERS")
@@ -176,7 +195,10 @@ def test_postgres_bigquery_databricks_credentials() -> None:
     assert dlt_table_asset_uri("bigquery", gcp, "raw", "orders") == "bigquery://my-project/raw/orders"
     dbx = DatabricksCredentials()
     dbx.server_hostname, dbx.catalog = "adb-1.2.azuredatabricks.net", "Main"
-    assert dlt_table_asset_uri("databricks", dbx, "raw", "orders") == "databricks://adb-1.2.azuredatabricks.net/main/raw/orders"
+    assert (
+        dlt_table_asset_uri("databricks", dbx, "raw", "orders")
+        == "databricks://adb-1.2.azuredatabricks.net/main/raw/orders"
+    )
     with pytest.raises(UnsupportedWarehouseError, match="Supported warehouses"):
         dlt_table_asset_uri("dlt.destinations.mssql", pg, "raw", "orders")
 
@@ -286,7 +308,9 @@ def test_namespace_and_database_overrides_skip_the_destination(first_load: tuple
         assets.loaded_tables(info, namespace="postgres://h:5432", database="wh")
 
 
-def test_load_with_failed_jobs_is_a_clear_error_and_emits_nothing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_load_with_failed_jobs_is_a_clear_error_and_emits_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     import duckdb
 
     monkeypatch.setenv("LOAD__RAISE_ON_FAILED_JOBS", "false")
