@@ -515,7 +515,9 @@ def _current_outlet_events() -> Any:
     try:
         from airflow.sdk import get_current_context
     except ImportError:  # Airflow 2.11
-        from airflow.operators.python import get_current_context
+        from airflow.operators.python import (  # type: ignore[no-redef,attr-defined,unused-ignore]
+            get_current_context,
+        )
     return get_current_context()["outlet_events"]
 
 

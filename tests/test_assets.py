@@ -136,7 +136,7 @@ def test_namespace_of_another_warehouse_is_refused() -> None:
 
 
 def test_no_namespace_is_an_error_except_for_bigquery() -> None:
-    with pytest.raises(UnsupportedWarehouseError, match="No asset namespace for snowflake.*snowflake://org-account"):
+    with pytest.raises(UnsupportedWarehouseError, match=r"No asset namespace for snowflake.*snowflake://org-account"):
         resolve_namespace(None, {}, warehouse="snowflake")
     assert resolve_namespace(None, {}, warehouse="bigquery") == "bigquery"
 

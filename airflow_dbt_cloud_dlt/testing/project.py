@@ -112,9 +112,9 @@ class Project:
         for uid, node in self.nodes.items():
             fqn = self._fqn(uid)
             if method == "source":
-                if node.resource_type == "source" and fnmatch.fnmatchcase(f"{node.source_name}.{node.name}", value):
-                    out.add(uid)
-                elif node.resource_type == "source" and fnmatch.fnmatchcase(node.source_name, value):
+                if (
+                    node.resource_type == "source" and fnmatch.fnmatchcase(f"{node.source_name}.{node.name}", value)
+                ) or (node.resource_type == "source" and fnmatch.fnmatchcase(node.source_name, value)):
                     out.add(uid)
             elif method == "tag":
                 if any(fnmatch.fnmatchcase(tag, value) for tag in node.tags):
@@ -168,14 +168,19 @@ class Project:
         def spec(value: str | Sequence[str] | None) -> list[str]:
             return value.split() if isinstance(value, str) else [s for part in value or () for s in part.split()]
 
+        def term_set(term: str) -> set[str]:  # a term is an intersection of comma-separated criteria
+            found: set[str] | None = None
+            for part in filter(None, term.split(",")):
+                matched = self._criterion(part)
+                found = matched if found is None else found & matched
+            return found or set()
+
         terms = spec(select)
         chosen: set[str] = set(self.nodes) if not terms else set()
-        for term in terms:  # union of terms; each term an intersection of comma-separated criteria
-            sets = [self._criterion(part) for part in term.split(",") if part]
-            chosen |= set.intersection(*sets) if sets else set()
+        for term in terms:  # terms are a union
+            chosen |= term_set(term)
         for term in spec(exclude):
-            sets = [self._criterion(part) for part in term.split(",") if part]
-            chosen -= set.intersection(*sets) if sets else set()
+            chosen -= term_set(term)
         return chosen
 
     def executed(
@@ -296,7 +301,7 @@ class Project:
             "invocation_id": invocation_id,
             "env": {},
             "project_name": self.name,
-            "project_id": hashlib.md5(self.name.encode()).hexdigest(),  # noqa: S324 - dbt's own id scheme
+            "project_id": hashlib.md5(self.name.encode()).hexdigest(),
             "user_id": None,
             "send_anonymous_usage_stats": False,
             "adapter_type": ADAPTER,
@@ -339,7 +344,7 @@ class Project:
         run = self.executed(which, select, exclude)
         failed = {uid for uid in run if uid in set(failing) or self.nodes[uid].name in set(failing)}
         broken: set[str] = set()
-        results = []
+        results: list[Json] = []
         for uid in run:
             node = self.nodes[uid]
             upstream_broken = any(p in failed or p in broken for p in node.parents)
@@ -388,7 +393,7 @@ class Project:
             "env": {},
         }
         args: Json = {"which": which, "invocation_command": command, "select": select, "exclude": exclude}
-        elapsed = round(sum(r["execution_time"] for r in results), 2)
+        elapsed = round(sum(float(r["execution_time"]) for r in results), 2)
         return {"metadata": metadata, "results": results, "elapsed_time": elapsed, "args": args}
 
 
@@ -399,7 +404,7 @@ def parse_dbt_command(command: str) -> tuple[str, list[str], list[str]]:
         words = words[1:]
     if not words:
         raise SelectionError(f"not a dbt command: {command!r}")
-    which, select, exclude = words[0], [], []
+    which, select, exclude = words[0], list[str](), list[str]()
     target: list[str] | None = None
     for word in words[1:]:
         if word in ("--select", "-s", "-m", "--models"):
@@ -437,7 +442,7 @@ def example_project(
             if not node.startswith("source_")
             else f"source_{test_name}_{node[7:]}_{column}"
         )
-        return f"test.{p}.{name_}.{hashlib.md5(name_.encode()).hexdigest()[:10]}", Node(  # noqa: S324 - dbt's id scheme
+        return f"test.{p}.{name_}.{hashlib.md5(name_.encode()).hexdigest()[:10]}", Node(
             "test", name_, tuple(parents), schema=f"{schema}_dbt_test__audit", path=f"models/{name_}.sql",
             test=(test_name, column), materialized="test",
         )  # fmt: skip
