@@ -352,3 +352,34 @@ def test_importing_the_module_imports_neither_airflow_nor_dlt() -> None:
     code = "import sys, airflow_dbt_cloud_dlt.assets; print(sorted(m for m in ('airflow', 'dlt') if m in sys.modules))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, env=dict(os.environ))
     assert out.stdout.strip() == "[]"
+
+
+# --- end to end: a @task running dlt under dag.test(), events recorded by Airflow ---------------------------------
+
+
+@pytest.mark.usefixtures("airflow_db")
+def test_dlt_task_records_asset_events_in_airflow(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import importlib
+
+    duckdb_file = tmp_path / "e2e.duckdb"
+    monkeypatch.setenv("DLT_ASSETS_DUCKDB", str(duckdb_file))
+    import dlt_asset_dags
+
+    module = importlib.reload(dlt_asset_dags)  # reads DLT_ASSETS_DUCKDB
+    dag_run = module.dlt_assets_dag.test()
+    assert str(dag_run.state).endswith("success")
+    uri = f"duckdb:{duckdb_file}/e2e/raw/orders"
+    from airflow.utils.session import create_session
+
+    with create_session() as session:
+        if AIRFLOW_2:
+            from airflow.models.dataset import DatasetEvent
+
+            events = [(e.dataset.uri, e.extra) for e in session.query(DatasetEvent).all()]
+        else:
+            from airflow.models.asset import AssetEvent
+
+            events = [(e.asset.uri, e.extra) for e in session.query(AssetEvent).all()]
+    mine = [extra for event_uri, extra in events if event_uri == uri]
+    assert len(mine) == 1, events
+    assert mine[0]["rows"] == 2 and mine[0]["source"] == "dlt" and mine[0]["load_id"]
