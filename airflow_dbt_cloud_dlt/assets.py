@@ -42,6 +42,7 @@ __all__ = [
     "LoadedTable",
     "TableName",
     "UnsupportedWarehouseError",
+    "asset",
     "asset_alias",
     "asset_for_table",
     "dbt_node_asset_uri",
@@ -521,6 +522,17 @@ def _current_outlet_events() -> Any:
     return get_current_context()["outlet_events"]
 
 
+def _event_extra(extra: Mapping[str, Any]) -> dict[str, Any]:
+    """An event ``extra`` Airflow accepts: 2.11 hashes its items (``frozenset(extra.items())``), so lists become
+    tuples there (stored as the same JSON arrays); Airflow 3 takes JSON values as they are."""
+    try:
+        import airflow.sdk  # noqa: F401
+
+        return dict(extra)
+    except ImportError:  # Airflow 2.11
+        return {key: tuple(value) if isinstance(value, list) else value for key, value in extra.items()}
+
+
 def asset(uri: str, extra: Mapping[str, Any] | None = None) -> Any:
     """An ``Asset`` (Airflow 3) or ``Dataset`` (2.11) for a URI made by the rule."""
     cls, _ = _asset_classes()
@@ -559,7 +571,7 @@ def dlt_load_asset_events(
     events = outlet_events if outlet_events is not None else _current_outlet_events()
     key = asset_alias(alias) if isinstance(alias, str) else alias
     for table in tables:
-        events[key].add(asset(table.uri), extra=table.extra)
+        events[key].add(asset(table.uri), extra=_event_extra(table.extra))
         log.info("dlt load: asset event for %s (%s rows)", table.uri, table.rows)
     if not tables:
         log.info("dlt load wrote no data tables; no asset events")
