@@ -31,22 +31,56 @@ if TYPE_CHECKING:
     from .waiting import wait_for_run
 
 _WHERE = {
-    "DbtCloudClient": "client", "RetryPolicy": "core", "DbtCloudCredentials": "credentials",
-    "normalize_base_url": "credentials", "resolve_credentials": "credentials", "validate_id": "credentials",
-    "RunStatus": "models", "run_summary": "models", "wait_for_run": "waiting",
-    **{name: "errors" for name in (
-        "DbtCloudAuthError", "DbtCloudBadResponseError", "DbtCloudConfigError", "DbtCloudConnectionError",
-        "DbtCloudError", "DbtCloudNotFoundError", "DbtCloudPermissionError", "DbtCloudRateLimitError",
-        "DbtCloudRunFailedError", "DbtCloudRunTimeoutError", "DbtCloudServerError", "DbtCloudValidationError",
-    )},
-}  # fmt: skip
+    "DbtCloudClient": "client",
+    "RetryPolicy": "core",
+    "DbtCloudCredentials": "credentials",
+    "normalize_base_url": "credentials",
+    "resolve_credentials": "credentials",
+    "validate_id": "credentials",
+    "RunStatus": "models",
+    "run_summary": "models",
+    "wait_for_run": "waiting",
+    **{
+        name: "errors"
+        for name in (
+            "DbtCloudAuthError",
+            "DbtCloudBadResponseError",
+            "DbtCloudConfigError",
+            "DbtCloudConnectionError",
+            "DbtCloudError",
+            "DbtCloudNotFoundError",
+            "DbtCloudPermissionError",
+            "DbtCloudRateLimitError",
+            "DbtCloudRunFailedError",
+            "DbtCloudRunTimeoutError",
+            "DbtCloudServerError",
+            "DbtCloudValidationError",
+        )
+    },
+}
 __all__ = [
-    "DbtCloudAuthError", "DbtCloudBadResponseError", "DbtCloudClient", "DbtCloudConfigError",
-    "DbtCloudConnectionError", "DbtCloudCredentials", "DbtCloudError", "DbtCloudNotFoundError",
-    "DbtCloudPermissionError", "DbtCloudRateLimitError", "DbtCloudRunFailedError", "DbtCloudRunTimeoutError",
-    "DbtCloudServerError", "DbtCloudValidationError", "RetryPolicy", "RunStatus", "normalize_base_url",
-    "resolve_credentials", "run_summary", "validate_id", "wait_for_run",
-]  # fmt: skip
+    "DbtCloudAuthError",
+    "DbtCloudBadResponseError",
+    "DbtCloudClient",
+    "DbtCloudConfigError",
+    "DbtCloudConnectionError",
+    "DbtCloudCredentials",
+    "DbtCloudError",
+    "DbtCloudNotFoundError",
+    "DbtCloudPermissionError",
+    "DbtCloudRateLimitError",
+    "DbtCloudRunFailedError",
+    "DbtCloudRunTimeoutError",
+    "DbtCloudServerError",
+    "DbtCloudValidationError",
+    "RetryPolicy",
+    "RunStatus",
+    "normalize_base_url",
+    "resolve_credentials",
+    "run_summary",
+    "validate_id",
+    "wait_for_run",
+]
 
 
 def __getattr__(name: str) -> Any:

@@ -65,8 +65,12 @@ def new_http_client(credentials: DbtCloudCredentials) -> httpx.AsyncClient:
 def shared_http_client(credentials: DbtCloudCredentials) -> httpx.AsyncClient:
     """The process's pooled HTTP client for this event loop and endpoint settings."""
     clients = _SHARED.setdefault(asyncio.get_running_loop(), {})
-    key = (credentials.base_url, str(credentials.verify), tuple(sorted((credentials.proxies or {}).items())),
-           credentials.timeout)  # fmt: skip
+    key = (
+        credentials.base_url,
+        str(credentials.verify),
+        tuple(sorted((credentials.proxies or {}).items())),
+        credentials.timeout,
+    )
     client = clients.get(key)
     if client is None or client.is_closed:
         client = clients[key] = new_http_client(credentials)
