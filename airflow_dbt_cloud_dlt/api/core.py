@@ -175,6 +175,7 @@ def get_run(account_id: int, run_id: int, include_related: Iterable[str] = ()) -
 
 def list_runs(
     account_id: int,
+    /,
     *,
     limit: int = MAX_PAGE_SIZE,
     offset: int = 0,
