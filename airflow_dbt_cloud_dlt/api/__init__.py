@@ -30,34 +30,6 @@ if TYPE_CHECKING:
     from .models import RunStatus, run_summary
     from .waiting import wait_for_run
 
-_WHERE = {
-    "DbtCloudClient": "client",
-    "RetryPolicy": "core",
-    "DbtCloudCredentials": "credentials",
-    "normalize_base_url": "credentials",
-    "resolve_credentials": "credentials",
-    "validate_id": "credentials",
-    "RunStatus": "models",
-    "run_summary": "models",
-    "wait_for_run": "waiting",
-    **{
-        name: "errors"
-        for name in (
-            "DbtCloudAuthError",
-            "DbtCloudBadResponseError",
-            "DbtCloudConfigError",
-            "DbtCloudConnectionError",
-            "DbtCloudError",
-            "DbtCloudNotFoundError",
-            "DbtCloudPermissionError",
-            "DbtCloudRateLimitError",
-            "DbtCloudRunFailedError",
-            "DbtCloudRunTimeoutError",
-            "DbtCloudServerError",
-            "DbtCloudValidationError",
-        )
-    },
-}
 __all__ = [
     "DbtCloudAuthError",
     "DbtCloudBadResponseError",
@@ -81,6 +53,18 @@ __all__ = [
     "validate_id",
     "wait_for_run",
 ]
+_WHERE = {
+    **{name: "errors" for name in __all__ if name.endswith("Error")},
+    "DbtCloudClient": "client",
+    "RetryPolicy": "core",
+    "DbtCloudCredentials": "credentials",
+    "normalize_base_url": "credentials",
+    "resolve_credentials": "credentials",
+    "validate_id": "credentials",
+    "RunStatus": "models",
+    "run_summary": "models",
+    "wait_for_run": "waiting",
+}
 
 
 def __getattr__(name: str) -> Any:

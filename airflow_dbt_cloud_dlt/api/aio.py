@@ -14,7 +14,7 @@ import contextlib
 import functools
 import ssl
 import weakref
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -93,6 +93,18 @@ class _LoopPools:
             pool = self.pools[key] = _Pool(new_http_client(credentials))
         return pool
 
+    @contextlib.asynccontextmanager
+    async def using(self, credentials: DbtCloudCredentials) -> AsyncIterator[httpx.AsyncClient]:
+        """The pooled client for one request; an orphaned pool is closed when its last request is done."""
+        pool = self.pool(credentials)
+        pool.busy += 1
+        try:
+            yield pool.http
+        finally:
+            pool.busy -= 1
+            if pool.orphaned and not pool.busy and not pool.holders:
+                await self.close(pool)
+
     async def close(self, pool: _Pool) -> None:
         for key in [key for key, value in self.pools.items() if value is pool]:
             del self.pools[key]
@@ -164,28 +176,20 @@ class AsyncDbtCloudClient(BaseClient):
         wait = self._reserve()
         if wait > 0:
             await asyncio.sleep(wait)
-        pools = _loop_pools()
-        pool = None if self._http else pools.pool(self.credentials)
-        http = self._http or pool.http  # type: ignore[union-attr]
-        if pool is not None:
-            pool.busy += 1
-        try:
-            response = await http.request(
-                request.method,
-                request.path,
-                params=request.params,
-                json=request.body,
-                headers=self._headers,
-                timeout=_timeout(self.credentials),
-            )
-        except httpx.TransportError as exc:
-            tls_failure = isinstance(exc, httpx.ConnectError) and "CERTIFICATE" in str(exc)
-            self._no_answer(request, exc, sent=not isinstance(exc, _NOT_SENT), transient=not tls_failure)
-        finally:
-            if pool is not None:
-                pool.busy -= 1
-                if pool.orphaned and not pool.busy and not pool.holders:
-                    await pools.close(pool)
+        pooled = _loop_pools().using(self.credentials) if self._http is None else contextlib.nullcontext(self._http)
+        async with pooled as http:
+            try:
+                response = await http.request(
+                    request.method,
+                    request.path,
+                    params=request.params,
+                    json=request.body,
+                    headers=self._headers,
+                    timeout=_timeout(self.credentials),
+                )
+            except httpx.TransportError as exc:
+                tls_failure = isinstance(exc, httpx.ConnectError) and "CERTIFICATE" in str(exc)
+                self._no_answer(request, exc, sent=not isinstance(exc, _NOT_SENT), transient=not tls_failure)
         return self._answer(request, response.status_code, response.headers, response.content)
 
     async def send(self, request: ApiRequest, retry: RetryPolicy | None = None) -> Any:
