@@ -9,7 +9,9 @@ import os
 import ssl
 import subprocess
 import sys
+import threading
 from collections.abc import Callable, Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import pytest
@@ -179,3 +181,45 @@ def test_async_clients_load_a_ca_bundle_once(tls_emulator: DbtCloudEmulator, mon
         asyncio.run(main())
     assert tls_emulator.request_count() == 12
     assert loads == [ca]
+
+
+@pytest.fixture
+def cookie_server() -> Iterator[tuple[str, list[str | None]]]:
+    """A loopback server that answers every request with an envelope and a Set-Cookie; notes the Cookie sent."""
+    cookies: list[str | None] = []
+
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def do_GET(self) -> None:
+            cookies.append(self.headers.get("Cookie"))
+            body = json.dumps({"status": {"code": 200}, "data": {"id": ACCOUNT_ID}}).encode()
+            self.send_response(200)
+            self.send_header("Set-Cookie", "session=account-1-secret; Path=/")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, format: str, *args: Any) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
+    yield f"http://127.0.0.1:{server.server_address[1]}", cookies
+    server.shutdown()
+    server.server_close()
+
+
+def test_shared_pools_keep_no_cookies(cookie_server: tuple[str, list[str | None]]) -> None:
+    base_url, cookies = cookie_server
+    one = {"api_token": TOKEN, "account_id": ACCOUNT_ID, "base_url": base_url}
+    other = {**one, "api_token": "another-token"}  # the same pool: one token's cookies must not reach the other
+    DbtCloudClient(one, retry=ONCE).get_account()
+    DbtCloudClient(other, retry=ONCE).get_account()
+
+    async def main() -> None:
+        await AsyncDbtCloudClient(one, retry=ONCE).get_account()
+        await AsyncDbtCloudClient(other, retry=ONCE).get_account()
+
+    asyncio.run(main())
+    assert cookies == [None] * 4

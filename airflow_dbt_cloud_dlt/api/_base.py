@@ -9,6 +9,7 @@ each client class picks its methods from it with :meth:`Endpoint.sync` or :meth:
 
 from __future__ import annotations
 
+import http.cookiejar
 import inspect
 from collections.abc import Callable, Coroutine, Mapping
 from typing import Any, Concatenate, Generic, NoReturn, ParamSpec, Protocol, TypeVar
@@ -29,6 +30,11 @@ PoolKey = tuple[str, str, tuple[tuple[str, str], ...]]
 def pool_key(credentials: DbtCloudCredentials) -> PoolKey:
     """The connection pool these credentials may share with others of the process."""
     return credentials.base_url, str(credentials.verify), tuple(sorted((credentials.proxies or {}).items()))
+
+
+def no_cookies() -> http.cookiejar.DefaultCookiePolicy:
+    """A cookie policy that keeps nothing: a shared pool serves many tokens, and none may see another's cookies."""
+    return http.cookiejar.DefaultCookiePolicy(allowed_domains=[])
 
 
 class BaseClient:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import http.cookiejar
 import ssl
 import weakref
 from collections.abc import AsyncGenerator, AsyncIterator
@@ -22,7 +23,7 @@ import httpx
 import tenacity
 
 from . import _base, core
-from ._base import BaseClient, PoolKey, pool_key
+from ._base import BaseClient, PoolKey, no_cookies, pool_key
 from .core import ApiRequest, RetryPolicy
 from .credentials import CredentialsLike, DbtCloudCredentials
 
@@ -58,6 +59,7 @@ def new_http_client(credentials: DbtCloudCredentials) -> httpx.AsyncClient:
         timeout=_timeout(credentials),
         limits=httpx.Limits(max_connections=50, max_keepalive_connections=20),
         follow_redirects=False,
+        cookies=http.cookiejar.CookieJar(no_cookies()),
     )
 
 

@@ -21,7 +21,7 @@ import tenacity
 import urllib3.exceptions
 
 from . import _base, core
-from ._base import BaseClient, PoolKey, pool_key
+from ._base import BaseClient, PoolKey, no_cookies, pool_key
 from .core import ApiRequest, RetryPolicy
 from .credentials import CredentialsLike, DbtCloudCredentials
 from .errors import DbtCloudConfigError
@@ -38,6 +38,7 @@ def shared_session(credentials: DbtCloudCredentials) -> requests.Session:
         session = _SESSIONS.get(key)
         if session is None:
             session = _SESSIONS[key] = requests.Session()
+            session.cookies.set_policy(no_cookies())
         return session
 
 
