@@ -55,7 +55,8 @@ def _after_fork_in_child() -> None:
     _SESSIONS_LOCK = threading.Lock()  # another thread of the parent may have held it at the fork
 
 
-os.register_at_fork(after_in_child=_after_fork_in_child)
+if hasattr(os, "register_at_fork"):  # not on Windows
+    os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 def _not_sent(exc: requests.RequestException) -> bool:
