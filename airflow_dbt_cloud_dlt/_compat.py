@@ -32,6 +32,16 @@ except ImportError:  # Airflow 2.11
     AIRFLOW_3 = False
 
 __all__ = [
-    "AIRFLOW_3", "AirflowException", "AirflowFailException", "AirflowSensorTimeout", "AirflowSkipException", "BaseHook", "BaseOperator",
-    "BaseOperatorLink", "BaseSensorOperator", "Context", "XCom", "mask_secret",
-]  # fmt: skip
+    "AIRFLOW_3",
+    "AirflowException",
+    "AirflowFailException",
+    "AirflowSensorTimeout",
+    "AirflowSkipException",
+    "BaseHook",
+    "BaseOperator",
+    "BaseOperatorLink",
+    "BaseSensorOperator",
+    "Context",
+    "XCom",
+    "mask_secret",
+]

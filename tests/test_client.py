@@ -128,9 +128,15 @@ def jobs(emulator: DbtCloudEmulator) -> DbtCloudEmulator:
     emulator.add_job(JobScript(job_id=1, name="daily build", project_name="analytics", environment_name="prod"))
     emulator.add_job(JobScript(job_id=2, name="daily build v2", project_name="analytics", environment_name="prod"))
     emulator.add_job(
-        JobScript(job_id=3, name="daily build", project_id=2, environment_id=2, project_name="marketing",
-                  environment_name="staging")
-    )  # fmt: skip
+        JobScript(
+            job_id=3,
+            name="daily build",
+            project_id=2,
+            environment_id=2,
+            project_name="marketing",
+            environment_name="staging",
+        )
+    )
     return emulator
 
 
@@ -273,9 +279,13 @@ def test_429_retry_after_is_honoured(emulator: DbtCloudEmulator, client: DbtClou
 
 @pytest.mark.parametrize(
     ("kind", "error", "runs"),
-    [("503", DbtCloudServerError, 0), ("500", DbtCloudServerError, 0), ("reset", DbtCloudConnectionError, 0),
-     ("reset_after", DbtCloudConnectionError, 1)],
-)  # fmt: skip
+    [
+        ("503", DbtCloudServerError, 0),
+        ("500", DbtCloudServerError, 0),
+        ("reset", DbtCloudConnectionError, 0),
+        ("reset_after", DbtCloudConnectionError, 1),
+    ],
+)
 def test_trigger_not_retried_when_it_may_have_started_a_run(
     emulator: DbtCloudEmulator, client: DbtCloudClient, kind: str, error: type[Exception], runs: int
 ) -> None:
@@ -374,8 +384,12 @@ def test_proxies_setting_used(emulator: DbtCloudEmulator, monkeypatch: pytest.Mo
     for name in ("NO_PROXY", "no_proxy", "HTTP_PROXY", "http_proxy"):
         monkeypatch.delenv(name, raising=False)
     # The emulator doubles as the configured forward proxy (it answers absolute-URI requests).
-    creds = {"api_token": TOKEN, "account_id": 1, "base_url": f"http://127.0.0.2:{emulator.port}",
-             "proxies": {"http": emulator.base_url}}  # fmt: skip
+    creds = {
+        "api_token": TOKEN,
+        "account_id": 1,
+        "base_url": f"http://127.0.0.2:{emulator.port}",
+        "proxies": {"http": emulator.base_url},
+    }
     with DbtCloudClient(creds, retry=RetryPolicy(max_attempts=1)) as client:
         assert client.get_account()["id"] == 1
     assert emulator.requests[0].path == "/api/v2/accounts/1/"
@@ -386,8 +400,12 @@ def test_proxies_setting_wins_over_proxy_env(emulator: DbtCloudEmulator, monkeyp
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("HTTP_PROXY", f"http://127.0.0.1:{free_port()}")  # a proxy that is not there
     # The emulator doubles as the configured forward proxy (it answers absolute-URI requests).
-    creds = {"api_token": TOKEN, "account_id": 1, "base_url": f"http://127.0.0.2:{emulator.port}",
-             "proxies": {"http": emulator.base_url}}  # fmt: skip
+    creds = {
+        "api_token": TOKEN,
+        "account_id": 1,
+        "base_url": f"http://127.0.0.2:{emulator.port}",
+        "proxies": {"http": emulator.base_url},
+    }
     with DbtCloudClient(creds, retry=RetryPolicy(max_attempts=1)) as client:
         assert client.get_account()["id"] == 1
 

@@ -30,23 +30,41 @@ if TYPE_CHECKING:
     from .models import RunStatus, run_summary
     from .waiting import wait_for_run
 
-_WHERE = {
-    "DbtCloudClient": "client", "RetryPolicy": "core", "DbtCloudCredentials": "credentials",
-    "normalize_base_url": "credentials", "resolve_credentials": "credentials", "validate_id": "credentials",
-    "RunStatus": "models", "run_summary": "models", "wait_for_run": "waiting",
-    **{name: "errors" for name in (
-        "DbtCloudAuthError", "DbtCloudBadResponseError", "DbtCloudConfigError", "DbtCloudConnectionError",
-        "DbtCloudError", "DbtCloudNotFoundError", "DbtCloudPermissionError", "DbtCloudRateLimitError",
-        "DbtCloudRunFailedError", "DbtCloudRunTimeoutError", "DbtCloudServerError", "DbtCloudValidationError",
-    )},
-}  # fmt: skip
 __all__ = [
-    "DbtCloudAuthError", "DbtCloudBadResponseError", "DbtCloudClient", "DbtCloudConfigError",
-    "DbtCloudConnectionError", "DbtCloudCredentials", "DbtCloudError", "DbtCloudNotFoundError",
-    "DbtCloudPermissionError", "DbtCloudRateLimitError", "DbtCloudRunFailedError", "DbtCloudRunTimeoutError",
-    "DbtCloudServerError", "DbtCloudValidationError", "RetryPolicy", "RunStatus", "normalize_base_url",
-    "resolve_credentials", "run_summary", "validate_id", "wait_for_run",
-]  # fmt: skip
+    "DbtCloudAuthError",
+    "DbtCloudBadResponseError",
+    "DbtCloudClient",
+    "DbtCloudConfigError",
+    "DbtCloudConnectionError",
+    "DbtCloudCredentials",
+    "DbtCloudError",
+    "DbtCloudNotFoundError",
+    "DbtCloudPermissionError",
+    "DbtCloudRateLimitError",
+    "DbtCloudRunFailedError",
+    "DbtCloudRunTimeoutError",
+    "DbtCloudServerError",
+    "DbtCloudValidationError",
+    "RetryPolicy",
+    "RunStatus",
+    "normalize_base_url",
+    "resolve_credentials",
+    "run_summary",
+    "validate_id",
+    "wait_for_run",
+]
+_WHERE = {
+    **{name: "errors" for name in __all__ if name.endswith("Error")},
+    "DbtCloudClient": "client",
+    "RetryPolicy": "core",
+    "DbtCloudCredentials": "credentials",
+    "normalize_base_url": "credentials",
+    "resolve_credentials": "credentials",
+    "validate_id": "credentials",
+    "RunStatus": "models",
+    "run_summary": "models",
+    "wait_for_run": "waiting",
+}
 
 
 def __getattr__(name: str) -> Any:

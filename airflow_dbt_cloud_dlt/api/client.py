@@ -1,9 +1,18 @@
-"""The sync transport: one ``requests.Session`` per client, the protocol core for everything else."""
+"""The sync transport: one pooled ``requests.Session`` per process and endpoint settings.
+
+Every client of a process that talks to the same host with the same TLS and proxy settings shares one
+session, so calls reuse warm connections. The token travels per request, never in the shared session.
+A child process after ``fork`` opens sessions of its own (the key holds the process id), and the
+sessions of a process are closed when it exits.
+"""
 
 from __future__ import annotations
 
+import atexit
+import os
+import threading
 import time
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterator
 from types import TracebackType
 from typing import Any
 
@@ -11,11 +20,43 @@ import requests
 import tenacity
 import urllib3.exceptions
 
-from . import core
+from . import _base, core
+from ._base import BaseClient, PoolKey, no_cookies, pool_key
 from .core import ApiRequest, RetryPolicy
-from .credentials import CredentialsLike, DbtCloudCredentials, resolve_credentials
-from .errors import DbtCloudConfigError, DbtCloudRateLimitError
-from .ratelimit import budget_for
+from .credentials import CredentialsLike, DbtCloudCredentials
+from .errors import DbtCloudConfigError
+
+#: Per (process id, endpoint settings): a forked child never sends over its parent's connections.
+_SESSIONS: dict[tuple[int, PoolKey], requests.Session] = {}
+_SESSIONS_LOCK = threading.Lock()
+
+
+def shared_session(credentials: DbtCloudCredentials) -> requests.Session:
+    """This process's pooled session for these endpoint settings (host, TLS, proxies); no token inside."""
+    key = (os.getpid(), pool_key(credentials))
+    with _SESSIONS_LOCK:
+        session = _SESSIONS.get(key)
+        if session is None:
+            session = _SESSIONS[key] = requests.Session()
+            session.cookies.set_policy(no_cookies())
+        return session
+
+
+@atexit.register
+def close_shared_sessions() -> None:
+    """Close this process's pooled sessions (a parent's, inherited through fork, are left alone)."""
+    with _SESSIONS_LOCK:
+        for key in [key for key in _SESSIONS if key[0] == os.getpid()]:
+            _SESSIONS.pop(key).close()
+
+
+def _after_fork_in_child() -> None:
+    global _SESSIONS_LOCK
+    _SESSIONS_LOCK = threading.Lock()  # another thread of the parent may have held it at the fork
+
+
+if hasattr(os, "register_at_fork"):  # not on Windows
+    os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 def _not_sent(exc: requests.RequestException) -> bool:
@@ -26,7 +67,7 @@ def _not_sent(exc: requests.RequestException) -> bool:
     return isinstance(reason, urllib3.exceptions.NewConnectionError)
 
 
-class DbtCloudClient:
+class DbtCloudClient(BaseClient):
     """A dbt Cloud API client for one account. Use it as a context manager, or call :meth:`close`."""
 
     def __init__(
@@ -36,12 +77,8 @@ class DbtCloudClient:
         retry: RetryPolicy | None = None,
         session: requests.Session | None = None,
     ) -> None:
-        self.credentials: DbtCloudCredentials = resolve_credentials(credentials)
-        self.account_id = core.require_account(self.credentials)
-        self.retry = retry or RetryPolicy()
-        self._budget = budget_for(self.credentials.base_url, self.account_id)
-        self._session = session or requests.Session()
-        self._session.headers.update(core.auth_headers(self.credentials.api_token))
+        super().__init__(credentials, retry)
+        self._own_session = session  # a session passed in is this client's, and closed with it
         core.warn_if_unverified(self.credentials)
 
     def __enter__(self) -> DbtCloudClient:
@@ -51,21 +88,24 @@ class DbtCloudClient:
         self.close()
 
     def close(self) -> None:
-        self._session.close()
+        """Close a session passed in; the process's pooled session stays open for other clients."""
+        if self._own_session is not None:
+            self._own_session.close()
 
     # --- transport --------------------------------------------------------------------------------
 
     def _send_once(self, request: ApiRequest) -> Any:
         creds = self.credentials
-        wait = self._budget.reserve()
+        wait = self._reserve()
         if wait > 0:
             time.sleep(wait)
         try:
-            response = self._session.request(
+            response = (self._own_session or shared_session(creds)).request(
                 request.method,
                 creds.base_url + request.path,
                 params=request.params,
                 json=request.body,
+                headers=self._headers,
                 timeout=(min(core.CONNECT_TIMEOUT, creds.timeout), creds.timeout),
                 allow_redirects=False,
                 # Per request, because requests lets REQUESTS_CA_BUNDLE and HTTPS_PROXY override session settings.
@@ -73,26 +113,19 @@ class DbtCloudClient:
                 proxies=dict(creds.proxies or {}),
             )
         except requests.exceptions.SSLError as exc:
-            raise core.connection_error(request, creds, exc, sent=False, transient=False) from None
+            self._no_answer(request, exc, sent=False, transient=False)
         except requests.RequestException as exc:  # connection errors, timeouts, bodies cut short
-            raise core.connection_error(request, creds, exc, sent=not _not_sent(exc)) from None
-        try:
-            return core.parse_response(request, response.status_code, response.headers, response.content, creds)
-        except DbtCloudRateLimitError as error:
-            self._budget.pause(self.retry.capped_retry_after(error))
-            raise
+            self._no_answer(request, exc, sent=not _not_sent(exc))
+        return self._answer(request, response.status_code, response.headers, response.content)
 
     def send(self, request: ApiRequest) -> Any:
         """Send one request under the retry policy; returns the envelope (or bytes for artifacts)."""
-        for attempt in tenacity.Retrying(**self.retry.tenacity_kwargs(request)):
+        for attempt in tenacity.Retrying(**self._retrying(request)):
             with attempt:
                 return self._send_once(request)
         raise AssertionError("unreachable")  # pragma: no cover
 
-    def _data(self, request: ApiRequest) -> Any:
-        return self.send(request)["data"]
-
-    def _paged(self, build: Any, limit: int | None) -> Iterator[dict[str, Any]]:
+    def _paged(self, build: Callable[[int], ApiRequest], limit: int | None) -> Iterator[dict[str, Any]]:
         offset, seen = 0, 0
         while True:
             items, total = core.page_items(self.send(build(offset)))
@@ -107,16 +140,12 @@ class DbtCloudClient:
 
     # --- runs -------------------------------------------------------------------------------------
 
-    def trigger_job_run(self, job_id: int, body: Mapping[str, Any]) -> dict[str, Any]:
-        """Start a run of a job. Never retried once the request may have reached dbt Cloud."""
-        return dict(self._data(core.trigger_job_run(self.account_id, job_id, body)))
-
-    def rerun_job(self, job_id: int) -> dict[str, Any]:
-        """Rerun a job from its point of failure (a plain new run when its last run did not fail)."""
-        return dict(self._data(core.rerun_job(self.account_id, job_id)))
-
-    def get_run(self, run_id: int, include_related: Iterable[str] = ()) -> dict[str, Any]:
-        return dict(self._data(core.get_run(self.account_id, run_id, include_related)))
+    trigger_job_run = _base.TRIGGER_JOB_RUN.sync()
+    rerun_job = _base.RERUN_JOB.sync()
+    get_run = _base.GET_RUN.sync()
+    cancel_run = _base.CANCEL_RUN.sync()
+    list_run_artifacts = _base.LIST_RUN_ARTIFACTS.sync()
+    get_run_artifact = _base.GET_RUN_ARTIFACT.sync()
 
     def list_runs(self, *, limit: int | None = None, order_by: str = "-id", **filters: Any) -> list[dict[str, Any]]:
         """Runs matching dbt Cloud's list filters, paged 100 at a time; ``limit`` caps the total."""
@@ -128,19 +157,10 @@ class DbtCloudClient:
             )
         )
 
-    def cancel_run(self, run_id: int) -> dict[str, Any]:
-        return dict(self._data(core.cancel_run(self.account_id, run_id)))
-
-    def list_run_artifacts(self, run_id: int, step: int | None = None) -> list[str]:
-        return list(self._data(core.list_run_artifacts(self.account_id, run_id, step)) or [])
-
-    def get_run_artifact(self, run_id: int, path: str, step: int | None = None) -> bytes:
-        return bytes(self.send(core.get_run_artifact(self.account_id, run_id, path, step)))
-
     # --- jobs, projects, environments, account ----------------------------------------------------
 
-    def get_job(self, job_id: int) -> dict[str, Any]:
-        return dict(self._data(core.get_job(self.account_id, job_id)))
+    get_job = _base.GET_JOB.sync()
+    get_account = _base.GET_ACCOUNT.sync()
 
     def list_jobs(self, **filters: Any) -> list[dict[str, Any]]:
         return list(self._paged(lambda offset: core.list_jobs(self.account_id, offset=offset, **filters), None))
@@ -154,9 +174,6 @@ class DbtCloudClient:
                 lambda offset: core.list_environments(self.account_id, project_id, offset=offset, **filters), None
             )
         )
-
-    def get_account(self) -> dict[str, Any]:
-        return dict(self._data(core.get_account(self.account_id)))
 
     def find_job(self, project_name: str, environment_name: str, job_name: str) -> dict[str, Any]:
         """The one job with exactly these project, environment and job names."""

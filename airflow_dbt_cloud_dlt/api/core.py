@@ -42,11 +42,21 @@ MAX_CAUSE_LENGTH = 255
 MAX_PAGE_SIZE = 100
 #: dbt Cloud's trigger fields and their JSON types (openapi-v2.yaml, TriggerRunRequestRequest).
 TRIGGER_FIELD_TYPES: dict[str, type] = {
-    "cause": str, "git_sha": str, "git_branch": str, "schema_override": str, "dbt_version_override": str,
-    "target_name_override": str, "threads_override": int, "timeout_seconds_override": int,
-    "generate_docs_override": bool, "steps_override": list, "azure_pull_request_id": int,
-    "github_pull_request_id": int, "gitlab_merge_request_id": int, "non_native_pull_request_id": int,
-}  # fmt: skip
+    "cause": str,
+    "git_sha": str,
+    "git_branch": str,
+    "schema_override": str,
+    "dbt_version_override": str,
+    "target_name_override": str,
+    "threads_override": int,
+    "timeout_seconds_override": int,
+    "generate_docs_override": bool,
+    "steps_override": list,
+    "azure_pull_request_id": int,
+    "github_pull_request_id": int,
+    "gitlab_merge_request_id": int,
+    "non_native_pull_request_id": int,
+}
 Params = tuple[tuple[str, str], ...]
 _HTML_TITLE = re.compile(r"<title>(.*?)</title>", re.IGNORECASE | re.DOTALL)
 
@@ -145,9 +155,12 @@ def validate_trigger_body(body: Mapping[str, Any]) -> dict[str, Any]:
 def trigger_job_run(account_id: int, job_id: int, body: Mapping[str, Any]) -> ApiRequest:
     job = validate_id(job_id, "job_id")
     return ApiRequest(
-        "POST", _v2(account_id, f"jobs/{job}/run/"), f"trigger of job {job}",
-        body=validate_trigger_body(body), creates_run=True,
-    )  # fmt: skip
+        "POST",
+        _v2(account_id, f"jobs/{job}/run/"),
+        f"trigger of job {job}",
+        body=validate_trigger_body(body),
+        creates_run=True,
+    )
 
 
 def rerun_job(account_id: int, job_id: int) -> ApiRequest:
@@ -162,6 +175,7 @@ def get_run(account_id: int, run_id: int, include_related: Iterable[str] = ()) -
 
 def list_runs(
     account_id: int,
+    /,
     *,
     limit: int = MAX_PAGE_SIZE,
     offset: int = 0,
@@ -198,9 +212,12 @@ def get_run_artifact(account_id: int, run_id: int, path: str, step: int | None =
     if not path.strip("/") or any(part in ("", ".", "..") for part in parts):
         raise DbtCloudConfigError(f"Invalid artifact path {path!r}: give a path such as 'run_results.json'.")
     return ApiRequest(
-        "GET", _v2(account_id, f"runs/{run}/artifacts/{'/'.join(parts)}"), f"artifact {path} of run {run}",
-        _params({"step": step}), raw=True,
-    )  # fmt: skip
+        "GET",
+        _v2(account_id, f"runs/{run}/artifacts/{'/'.join(parts)}"),
+        f"artifact {path} of run {run}",
+        _params({"step": step}),
+        raw=True,
+    )
 
 
 def get_job(account_id: int, job_id: int) -> ApiRequest:
@@ -229,9 +246,11 @@ def list_environments(
 ) -> ApiRequest:
     account, project = validate_id(account_id, "account_id"), validate_id(project_id, "project_id")
     return ApiRequest(
-        "GET", f"/api/v3/accounts/{account}/projects/{project}/environments/", f"environments of project {project}",
+        "GET",
+        f"/api/v3/accounts/{account}/projects/{project}/environments/",
+        f"environments of project {project}",
         _params({**filters, "limit": max(1, min(int(limit), MAX_PAGE_SIZE)), "offset": offset}),
-    )  # fmt: skip
+    )
 
 
 # --- answers ----------------------------------------------------------------------------------------
@@ -567,8 +586,11 @@ class RetryPolicy:
             error = state.outcome.exception() if state.outcome else None
             log.warning(
                 "%s Retrying in %.1f s (attempt %d of %d).",
-                error, state.upcoming_sleep, state.attempt_number + 1, self.max_attempts,
-            )  # fmt: skip
+                error,
+                state.upcoming_sleep,
+                state.attempt_number + 1,
+                self.max_attempts,
+            )
 
         return {
             "retry": tenacity.retry_if_exception(lambda error: self.should_retry(request, error)),

@@ -28,10 +28,24 @@ class RunStatus(IntEnum):
 
 TERMINAL_STATUSES = frozenset(s for s in RunStatus if s.is_terminal)
 SUMMARY_KEYS = (
-    "id", "job_definition_id", "status", "status_humanized", "status_message", "href", "duration",
-    "run_duration", "created_at", "started_at", "finished_at", "in_progress", "is_success", "is_error",
-    "is_cancelled", "git_sha", "git_branch",
-)  # fmt: skip
+    "id",
+    "job_definition_id",
+    "status",
+    "status_humanized",
+    "status_message",
+    "href",
+    "duration",
+    "run_duration",
+    "created_at",
+    "started_at",
+    "finished_at",
+    "in_progress",
+    "is_success",
+    "is_error",
+    "is_cancelled",
+    "git_sha",
+    "git_branch",
+)
 
 
 def run_status(run: dict[str, Any]) -> RunStatus:

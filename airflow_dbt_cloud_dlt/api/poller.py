@@ -19,7 +19,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
-from .aio import AsyncDbtCloudClient, new_http_client
+from .aio import AsyncDbtCloudClient, hold_http_client, release_http_client
 from .core import MAX_PAGE_SIZE, RetryPolicy, log
 from .credentials import DbtCloudCredentials
 from .errors import DbtCloudError, DbtCloudValidationError
@@ -41,8 +41,8 @@ class RunPoller:
 
     def __init__(self, key: tuple[Any, ...], credentials: DbtCloudCredentials) -> None:
         self._key = key
-        self._http = new_http_client(credentials)  # the poller's own pool, closed when the last waiter leaves
-        self._client = AsyncDbtCloudClient(credentials, retry=POLL_RETRY, http_client=self._http)
+        self._http = hold_http_client(credentials, self)  # the process's pool, released when the last waiter leaves
+        self._client = AsyncDbtCloudClient(credentials, retry=POLL_RETRY)
         self._waiters: dict[int, set[_Waiter]] = {}  # by run id: every step stays O(1) per waiter
         self._intervals: Counter[float] = Counter()  # the waiters' poll intervals, for the tick
         self._task: asyncio.Task[None] | None = None
@@ -91,7 +91,7 @@ class RunPoller:
         if self._task is not None and self._task is not asyncio.current_task():
             self._task.cancel()
         self._task = None
-        await self._http.aclose()
+        await release_http_client(self._client.credentials, self)
 
     async def _loop(self) -> None:
         while self._waiters:
