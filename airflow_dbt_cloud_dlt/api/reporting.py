@@ -6,15 +6,18 @@ Only tails are shown: the last lines of the failed step's log and a bounded list
 from __future__ import annotations
 
 import json
-from typing import Any
+import logging
+from typing import TYPE_CHECKING, Any
 
-from .client import DbtCloudClient
-from .core import log
 from .errors import DbtCloudError
 from .models import RunStatus, status_text
 
+if TYPE_CHECKING:  # the sync client pulls in requests: only failure_report needs one, and it is given one
+    from .client import DbtCloudClient
+
 LOG_TAIL_LINES = 50
 MAX_FAILED_NODES = 20
+log = logging.getLogger("airflow_dbt_cloud_dlt")  # core's logger, without importing core (tenacity)
 _FAILED_NODE_STATUSES = ("error", "fail", "runtime error")
 
 

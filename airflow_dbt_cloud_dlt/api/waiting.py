@@ -1,15 +1,18 @@
-"""Waiting for a run to finish, by polling. Only dbt Cloud's own final status ends the wait."""
+"""Waiting for a run to finish, by polling. Only dbt Cloud's own final status ends the wait
+(:func:`.models.is_terminal`, the rule that :meth:`.events.RunEvent.for_run` applies too)."""
 
 from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from .client import DbtCloudClient
 from .core import log
 from .errors import DbtCloudError, DbtCloudRunTimeoutError
 from .models import is_terminal
+
+if TYPE_CHECKING:
+    from .client import DbtCloudClient
 
 
 def wait_for_run(
