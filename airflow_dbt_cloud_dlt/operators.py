@@ -16,9 +16,9 @@ from typing import TYPE_CHECKING, Any, NoReturn
 from ._compat import BaseOperator, Context
 from ._tasks import RunWaitMixin, default_deferrable, seconds
 from .api.credentials import validate_id
-from .api.errors import DbtCloudError, DbtCloudRunTimeoutError
+from .api.errors import DbtCloudError
 from .api.events import RunEvent
-from .api.reporting import progress_line, progress_state, run_url
+from .api.reporting import progress_line, run_url
 from .links import DbtCloudRunLink
 
 if TYPE_CHECKING:
@@ -163,20 +163,6 @@ class RunDbtCloudJobOperator(RunWaitMixin, BaseOperator):
         self.log.info("Job %r in %s/%s is job %s.", self.job_name, self.project_name, self.environment_name, job["id"])
         return int(job["id"])
 
-    def _trigger_body(self, context: Context) -> dict[str, Any]:
-        ti = context["ti"]
-        data = dict(self.data or {})
-        readable = (
-            data.pop("cause", None) or self.cause or f"Triggered by Airflow: {ti.dag_id}.{ti.task_id}, run {ti.run_id}"
-        )
-        body: dict[str, Any] = {name: getattr(self, name) for name in _TEXT_OVERRIDES}
-        body.update({name: _as_int(getattr(self, name)) for name in _INT_OVERRIDES})
-        body["generate_docs_override"] = _as_bool(self.generate_docs_override)
-        body["steps_override"] = list(self.steps_override) if self.steps_override else None
-        body.update(data)
-        body["cause"] = str(readable)
-        return {key: value for key, value in body.items() if value is not None}
-
     def _wait_timeout(self, context: Context) -> float | None:
         started = getattr(context["ti"], "start_date", None)
         return wait_timeout(self.timeout, seconds(self.execution_timeout), started)
@@ -207,7 +193,7 @@ class RunDbtCloudJobOperator(RunWaitMixin, BaseOperator):
         ti = context["ti"]
         series, try_number = first_try(ti, self.retries), int(getattr(ti, "try_number", 1) or 1)
         marker = task_marker(ti.dag_id, ti.task_id, ti.run_id, getattr(ti, "map_index", -1), series)
-        body = self._trigger_body(context)
+        body = trigger_body(self, ti)
         body["cause"] = cause_with_marker(body["cause"], marker)
         run, how = trigger_once(
             client,
@@ -222,30 +208,17 @@ class RunDbtCloudJobOperator(RunWaitMixin, BaseOperator):
         return run
 
     def _wait_blocking(self, client: DbtCloudClient, context: Context) -> RunEvent:
-        from .api.waiting import wait_for_run  # it needs the retry policy (tenacity): not at DAG parse
+        from .api.waiting import wait_for_event  # it needs the retry policy (tenacity): not at DAG parse
 
         assert self.run_id is not None
-        last: list[tuple[Any, ...]] = []
-
-        def report(run: dict[str, Any]) -> None:  # one line whenever the status or the running step changes
-            if not last or last[-1] != progress_state(run):
-                self.log.info("%s", progress_line(run))
-                last.append(progress_state(run))
-
-        try:
-            run = wait_for_run(
-                client,
-                self.run_id,
-                poll_interval=self.poll_interval,
-                timeout=self._wait_timeout(context),
-                include_related=("run_steps", "job"),
-                on_poll=report,
-            )
-        except DbtCloudRunTimeoutError as error:
-            return RunEvent.timed_out(self.run_id, error.run, self.run_url, message=str(error))
-        event = RunEvent.for_run(run, self.run_url)
-        assert event is not None  # wait_for_run returns terminal runs only
-        return event
+        return wait_for_event(
+            client,
+            self.run_id,
+            poll_interval=self.poll_interval,
+            timeout=self._wait_timeout(context),
+            run_url=self.run_url,
+            on_change=lambda run: self.log.info("%s", progress_line(run)),
+        )
 
     def on_wait_timeout(self, event: RunEvent) -> NoReturn:
         """Cancel the run (``cancel_on_timeout``), then fail."""
@@ -272,3 +245,16 @@ class RunDbtCloudJobOperator(RunWaitMixin, BaseOperator):
             self.log.info("Cancelled dbt Cloud run %s.", self.run_id)
         except DbtCloudError as error:
             self.log.warning("Could not confirm the cancel of dbt Cloud run %s: %s", self.run_id, error)
+
+
+def trigger_body(op: RunDbtCloudJobOperator, ti: Any) -> dict[str, Any]:
+    """The trigger request's fields: the overrides as dbt Cloud types them, ``data`` merged last."""
+    data = dict(op.data or {})
+    readable = data.pop("cause", None) or op.cause or f"Triggered by Airflow: {ti.dag_id}.{ti.task_id}, run {ti.run_id}"
+    body: dict[str, Any] = {name: getattr(op, name) for name in _TEXT_OVERRIDES}
+    body.update({name: _as_int(getattr(op, name)) for name in _INT_OVERRIDES})
+    body["generate_docs_override"] = _as_bool(op.generate_docs_override)
+    body["steps_override"] = list(op.steps_override) if op.steps_override else None
+    body.update(data)
+    body["cause"] = str(readable)
+    return {key: value for key, value in body.items() if value is not None}

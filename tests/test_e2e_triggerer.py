@@ -194,9 +194,10 @@ def test_killing_a_deferred_task_cancels_its_dbt_cloud_run(stack: Stack, action:
         stack.api("PATCH", f"/dags/{dag_id}/dagRuns/{run_id}/taskInstances/dbt", json={"new_state": "failed"})
     else:
         stack.api(
-            "POST", f"/dags/{dag_id}/clearTaskInstances",
+            "POST",
+            f"/dags/{dag_id}/clearTaskInstances",
             json={"dry_run": False, "only_failed": False, "task_ids": ["dbt"], "dag_run_id": run_id},
-        )  # fmt: skip
+        )
     wait_until(lambda: stack.emulator.get_run(run["id"])["status"] == 30, 30, "the dbt Cloud run to be cancelled")
     took = time.monotonic() - killed_at
     stop_group(process)

@@ -2,25 +2,17 @@
 
 from __future__ import annotations
 
-import itertools
-import json
 from typing import Any
 
 import pytest
-from conftest import start_run
-from dbt_test_dags import sensor_dag
+from conftest import run_task, start_run
 
 pytestmark = pytest.mark.usefixtures("airflow_db", "airflow_conn")
-_ids = itertools.count()
 
 
 def run_sensor(**kwargs: Any) -> str:
-    dag_id = f"sensor_{next(_ids)}"
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("DBT_TEST_DAGS", json.dumps({dag_id: ["sensor", kwargs]}))
-        dag_run = sensor_dag(dag_id, **kwargs).test()
-    (ti,) = dag_run.get_task_instances()
-    return str(ti.state)
+    """The sensor's one-task DAG, run; the state of its ``wait`` task."""
+    return str(run_task("sensor", **kwargs).state)
 
 
 @pytest.mark.parametrize("deferrable", [False, True], ids=["poke", "deferred"])

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from .errors import DbtCloudError
@@ -48,6 +49,19 @@ def progress_state(run: dict[str, Any]) -> tuple[Any, ...]:
     """What a progress line reports, without the clock: the status and the running step."""
     step = _current_step(run)
     return run.get("status"), step.get("index") if step else None
+
+
+def changes_only(callback: Callable[[dict[str, Any]], None]) -> Callable[[dict[str, Any]], None]:
+    """Wrap ``callback`` so that it sees a run only when its :func:`progress_state` changed."""
+    seen: list[tuple[Any, ...]] = []
+
+    def on_poll(run: dict[str, Any]) -> None:
+        state = progress_state(run)
+        if not seen or seen[-1] != state:
+            seen[:] = [state]
+            callback(run)
+
+    return on_poll
 
 
 def progress_line(run: dict[str, Any]) -> str:
