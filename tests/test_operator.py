@@ -137,7 +137,9 @@ def test_unknown_job_fails_with_a_clear_message(
     with caplog.at_level(logging.INFO):
         ti = run_dag(job_id=999, retries=0)
     assert ti.state == "failed"
-    assert "job 999 was not found" in output(capfd, caplog)
+    logged = output(capfd, caplog)
+    assert "job 999 was not found" in logged
+    assert "XCom not found" not in logged and "run_url" not in logged  # no run, so no link and no lookup of one
     assert emulator.runs == {}
 
 
