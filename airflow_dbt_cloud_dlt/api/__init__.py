@@ -22,30 +22,32 @@ if TYPE_CHECKING:
         DbtCloudNotFoundError,
         DbtCloudPermissionError,
         DbtCloudRateLimitError,
-        DbtCloudRunFailedError,
         DbtCloudRunTimeoutError,
         DbtCloudServerError,
         DbtCloudValidationError,
     )
+    from .events import RunEvent
+    from .idempotency import trigger_once
     from .models import RunStatus, run_summary
     from .waiting import wait_for_run
 
 _WHERE = {
     "DbtCloudClient": "client", "RetryPolicy": "core", "DbtCloudCredentials": "credentials",
     "normalize_base_url": "credentials", "resolve_credentials": "credentials", "validate_id": "credentials",
-    "RunStatus": "models", "run_summary": "models", "wait_for_run": "waiting",
+    "RunStatus": "models", "run_summary": "models", "wait_for_run": "waiting", "RunEvent": "events",
+    "trigger_once": "idempotency",
     **{name: "errors" for name in (
         "DbtCloudAuthError", "DbtCloudBadResponseError", "DbtCloudConfigError", "DbtCloudConnectionError",
         "DbtCloudError", "DbtCloudNotFoundError", "DbtCloudPermissionError", "DbtCloudRateLimitError",
-        "DbtCloudRunFailedError", "DbtCloudRunTimeoutError", "DbtCloudServerError", "DbtCloudValidationError",
+        "DbtCloudRunTimeoutError", "DbtCloudServerError", "DbtCloudValidationError",
     )},
 }  # fmt: skip
 __all__ = [
     "DbtCloudAuthError", "DbtCloudBadResponseError", "DbtCloudClient", "DbtCloudConfigError",
     "DbtCloudConnectionError", "DbtCloudCredentials", "DbtCloudError", "DbtCloudNotFoundError",
-    "DbtCloudPermissionError", "DbtCloudRateLimitError", "DbtCloudRunFailedError", "DbtCloudRunTimeoutError",
-    "DbtCloudServerError", "DbtCloudValidationError", "RetryPolicy", "RunStatus", "normalize_base_url",
-    "resolve_credentials", "run_summary", "validate_id", "wait_for_run",
+    "DbtCloudPermissionError", "DbtCloudRateLimitError", "DbtCloudRunTimeoutError", "DbtCloudServerError",
+    "DbtCloudValidationError", "RetryPolicy", "RunEvent", "RunStatus", "normalize_base_url", "resolve_credentials",
+    "run_summary", "trigger_once", "validate_id", "wait_for_run",
 ]  # fmt: skip
 
 

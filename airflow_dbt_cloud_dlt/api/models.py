@@ -26,7 +26,6 @@ class RunStatus(IntEnum):
         return self.name.lower()
 
 
-TERMINAL_STATUSES = frozenset(s for s in RunStatus if s.is_terminal)
 SUMMARY_KEYS = (
     "id", "job_definition_id", "status", "status_humanized", "status_message", "href", "duration",
     "run_duration", "created_at", "started_at", "finished_at", "in_progress", "is_success", "is_error",
