@@ -84,4 +84,3 @@ class DbtCloudRunTimeoutError(DbtCloudError, TimeoutError):
         super().__init__(message)
         self.run_id = run_id
         self.run = run
-
