@@ -73,7 +73,7 @@ class DbtCloudRunTrigger(BaseTrigger):
 
     async def run(self) -> AsyncIterator[TriggerEvent]:
         from .api.aio import AsyncDbtCloudClient  # httpx: the triggerer needs it, DAG parsing does not
-        from .api.poller import wait_for_run_async
+        from .api.poller import wait_for_run_async  # the shared poller (httpx), for the triggerer only
 
         try:
             credentials = await self._hook().aget_credentials()
