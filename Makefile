@@ -4,9 +4,10 @@ AIRFLOW3 ?= 3.3.2
 AIRFLOW2 ?= 2.11.2
 VENV3 := .venv
 VENV2 := .venv-airflow2
+VENVW := .venv-wheel
 UV = $(VENV3)/bin/uv
 
-.PHONY: install install-airflow2 demo test test-airflow3 test-airflow2 lint bench clean
+.PHONY: install install-airflow2 demo test test-airflow3 test-airflow2 test-wheel lint bench clean
 
 $(VENV3)/.installed: pyproject.toml Makefile
 	$(PYTHON) -m venv $(VENV3)
@@ -38,10 +39,19 @@ test-airflow3: install
 test-airflow2: install-airflow2
 	$(VENV2)/bin/pytest
 
-test: lint test-airflow3 test-airflow2
+# Users install wheels: build the sdist and wheel, install the wheel alone into a clean venv and run the
+# demo (the emulator and an example DAG) from it, so package data an editable install hides is caught.
+test-wheel: install
+	rm -rf dist $(VENVW)
+	$(UV) build -q --out-dir dist
+	$(PYTHON) -m venv $(VENVW)
+	$(UV) pip install -q --python $(VENVW)/bin/python "apache-airflow==$(AIRFLOW3)" "dlt[duckdb]>=1.0" dist/*.whl
+	WHEEL_VENV=$(VENVW) $(VENV3)/bin/pytest -q -p no:randomly tests/test_packaging.py
+
+test: lint test-airflow3 test-airflow2 test-wheel
 
 bench: install
 	$(VENV3)/bin/python benchmarks/run.py
 
 clean:
-	rm -rf $(VENV3) $(VENV2) .demo
+	rm -rf $(VENV3) $(VENV2) $(VENVW) dist .demo

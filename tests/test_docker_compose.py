@@ -128,7 +128,7 @@ def test_emulator_serves_https_on_all_interfaces(services: dict[str, Any]) -> No
 def test_connection_points_at_the_emulator_and_the_library_accepts_it(services: dict[str, Any], name: str) -> None:
     args = as_list(services[EMULATOR].get("entrypoint")) + as_list(services[EMULATOR]["command"])
     conn = json.loads(services[name]["environment"]["AIRFLOW_CONN_DBT_CLOUD_DEFAULT"])
-    assert conn["conn_type"] == "dbt_cloud_dlt"
+    assert conn["conn_type"] == "dbtclouddlt"
     url = urlsplit(conn["host"])
     assert (url.scheme, url.hostname, str(url.port)) == ("https", EMULATOR, option(args, "--port"))
     assert normalize_base_url(conn["host"]) == conn["host"]  # plain http to a non-loopback host is refused
@@ -154,14 +154,15 @@ def test_components_share_secrets_and_find_the_api_server(services: dict[str, An
     execution_api = urlsplit(envs[0]["AIRFLOW__CORE__EXECUTION_API_SERVER_URL"])
     published = {port.split(":")[-1]: port.split(":")[-2] for port in services["airflow-api-server"]["ports"]}
     assert (execution_api.hostname, str(execution_api.port), execution_api.path) == (
-        "airflow-api-server", "8080", "/execution/"
-    )  # fmt: skip
+        "airflow-api-server",
+        "8080",
+        "/execution/",
+    )
     assert urlsplit(envs[0]["AIRFLOW__API__BASE_URL"]).port == int(published["8080"])
     db = urlsplit(envs[0]["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"])
     postgres = services["postgres"]["environment"]
-    assert (db.hostname, db.username, db.password, db.path) == (
-        "postgres", postgres["POSTGRES_USER"], postgres["POSTGRES_PASSWORD"], "/" + postgres["POSTGRES_DB"]
-    )  # fmt: skip
+    expected = ("postgres", postgres["POSTGRES_USER"], postgres["POSTGRES_PASSWORD"], "/" + postgres["POSTGRES_DB"])
+    assert (db.hostname, db.username, db.password, db.path) == expected
 
 
 def test_no_login_is_needed(services: dict[str, Any]) -> None:

@@ -24,6 +24,11 @@ from referencing.jsonschema import DRAFT7
 from airflow_dbt_cloud_dlt.testing import DbtCloudEmulator, JobScript, StepScript
 
 SPEC_DIR = Path(__file__).resolve().parents[2] / "shared/reference/dbt-cloud-openapi"
+pytestmark = pytest.mark.skipif(
+    not (SPEC_DIR / "openapi-v2.yaml").is_file(),
+    reason=f"dbt Labs' OpenAPI spec is not at {SPEC_DIR} (CI places the project's shared/ folder beside the "
+    "clone; the spec is dbt Labs' published openapi-v2.yaml from github.com/dbt-labs/dbt-cloud-openapi-spec)",
+)
 TOKEN = "contract-token"
 A = "/api/v2/accounts/1"
 

@@ -213,7 +213,9 @@ class NoPkInEmulator(DbtCloudEmulator):
 
 async def test_pk_in_rejected_falls_back_to_gets() -> None:
     with NoPkInEmulator(accounts={ACCOUNT_ID: TOKEN}) as emu:
-        emu.add_job(JobScript(job_id=1, run_seconds=0.3, serial=False))
+        emu.add_job(
+            JobScript(job_id=1, run_seconds=1.5, serial=False)
+        )  # long enough for several ticks on a busy machine
         ids = trigger_raw(emu, 1, 4)
         emu.clear_requests()
         creds = resolve_credentials({"api_token": TOKEN, "account_id": ACCOUNT_ID, "base_url": emu.base_url})

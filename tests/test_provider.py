@@ -32,11 +32,24 @@ def test_airflow_discovers_the_provider() -> None:
 
 
 def test_providers_list_cli_shows_the_package() -> None:
-    result = subprocess.run(
-        [sys.executable, "-m", "airflow", "providers", "list", "-o", "json"],
-        capture_output=True, text=True, timeout=120, env=dict(os.environ),
-    )  # fmt: skip
+    command = [sys.executable, "-m", "airflow", "providers", "list", "-o", "json"]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=120, env=dict(os.environ))
     assert "airflow-dbt-cloud-dlt" in result.stdout, result.stderr[-2000:]
+
+
+def test_providers_page_links_to_this_projects_documentation() -> None:
+    """Airflow builds the providers page's link from the ``Documentation`` project URL (else its own site)."""
+    from airflow_dbt_cloud_dlt._compat import AIRFLOW_3
+
+    if AIRFLOW_3:
+        from airflow.providers_manager import ProvidersManager
+
+        url = ProvidersManager().providers["airflow-dbt-cloud-dlt"].data["documentation-url"]
+    else:
+        from airflow.utils.docs import get_doc_url_for_provider
+
+        url = get_doc_url_for_provider("airflow-dbt-cloud-dlt", "0")
+    assert url == "https://github.com/airflow-dbt-cloud-dlt/airflow-dbt-cloud-dlt#readme"
 
 
 def test_importing_the_package_and_helpers_does_not_import_airflow() -> None:
