@@ -68,8 +68,10 @@ class DbtCloudRunTrigger(BaseTrigger):
         return DbtCloudHook(self.conn_id, account_id=self.account_id)
 
     def _progress(self, run: dict[str, Any]) -> None:
-        """One task-log line per status change, from the poller's own answers (no extra request)."""
-        self.log.info("%s", progress_line(run))
+        """One task-log line per status change, from the poller's own answers (no extra request). The final
+        status is left to the event, which Airflow logs anyway: a line fewer per run on a busy triggerer."""
+        if not is_terminal(run):
+            self.log.info("%s", progress_line(run))
 
     async def run(self) -> AsyncIterator[TriggerEvent]:
         from .api.aio import AsyncDbtCloudClient  # httpx: the triggerer needs it, DAG parsing does not
