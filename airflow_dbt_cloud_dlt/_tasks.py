@@ -3,6 +3,7 @@ one handler that turns a :class:`~.api.events.RunEvent` into the task's success 
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import timedelta
 from functools import cached_property
 from typing import TYPE_CHECKING, Any, NoReturn
@@ -37,6 +38,52 @@ def optional_account_id(value: int | str | None) -> int | None:
     return None if value in (None, "") else validate_id(value, "account_id")
 
 
+#: The official ``DbtCloudHook`` constructor's settings that ``hook_params`` may carry.
+HOOK_PARAMS = frozenset({"timeout_seconds", "retry_limit", "retry_delay", "retry_args"})
+#: What a type check accepts, by name: the type and the words of the message.
+_KINDS: dict[str, tuple[tuple[type, ...], str]] = {
+    "bool": ((bool,), "True or False"),
+    "seconds": ((int, float, timedelta), "seconds (a number or a timedelta)"),
+    "text": ((str,), "a string"),
+    "id": ((int, str), "an id (a whole number, or a template that renders to one)"),
+    "dict": ((Mapping,), "a dict"),
+    "list": ((list, tuple), "a list"),
+}
+
+
+def check_args(task_id: str, **given: tuple[Any, str]) -> None:
+    """Refuse a wrong-typed argument when the DAG is parsed: ``name=(value, kind)``, None always allowed.
+
+    The message names the task, the parameter, what it got and what it takes. Values from templates or
+    XCom (``XComArg``, ``PlainXComArg``) are left for execute time, where they are checked before any call.
+    """
+    for name, (value, kind) in given.items():
+        if value is None or type(value).__name__.endswith("XComArg") or (isinstance(value, str) and "{{" in value):
+            continue
+        types, words = _KINDS[kind]
+        bad = isinstance(value, bool) and bool not in types or not isinstance(value, types)
+        if kind == "seconds" and not bad and (value.total_seconds() if isinstance(value, timedelta) else value) < 0:
+            bad = True
+        if kind == "list" and not bad and not all(isinstance(item, str) for item in value):
+            raise TypeError(f"{task_id}: {name} must be a list of strings, such as ['dbt build']; got {value!r}.")
+        if bad:
+            raise TypeError(f"{task_id}: {name} must be {words}; got {value!r} ({type(value).__name__}).")
+
+
+def check_hook_params(task_id: str, hook_params: Any) -> dict[str, Any]:
+    """``hook_params`` as a dict of the official hook's settings; anything else is refused at parse time."""
+    if hook_params is None:
+        return {}
+    if not isinstance(hook_params, Mapping):
+        raise TypeError(f"{task_id}: hook_params must be a dict of DbtCloudHook arguments; got {hook_params!r}.")
+    unknown = sorted(set(hook_params) - HOOK_PARAMS)
+    if unknown:
+        raise TypeError(
+            f"{task_id}: hook_params has unknown DbtCloudHook arguments {unknown}; it takes {sorted(HOOK_PARAMS)}."
+        )
+    return dict(hook_params)
+
+
 class RunWaitMixin(_Base):
     """Waiting for dbt Cloud run ``run_id`` and finishing the task from its outcome.
 
@@ -49,14 +96,18 @@ class RunWaitMixin(_Base):
     run_id: Any
     run_url: str | None = None
     failure_exception: type[Exception] = AirflowException
+    #: Keyword arguments of the hook (the official ``hook_params``): timeouts and retries of this task's calls.
+    hook_params: dict[str, Any] = {}  # noqa: RUF012 (replaced, never mutated)
 
     @cached_property
     def hook(self) -> DbtCloudHook:
         """One hook per task instance: its connection is read once."""
-        return DbtCloudHook(self.dbt_cloud_conn_id, account_id=self.account_id)
+        return DbtCloudHook(self.dbt_cloud_conn_id, account_id=self.account_id, **self.hook_params)
 
-    def defer_wait(self, run_id: int, *, poll_interval: float, timeout: float | None) -> NoReturn:
-        """Hand the wait to the triggerer; ``execute_complete`` resumes with its event."""
+    def defer_wait(
+        self, run_id: int, *, poll_interval: float, timeout: float | None, resume: dict[str, Any] | None = None
+    ) -> NoReturn:
+        """Hand the wait to the triggerer; ``execute_complete`` resumes with its event (and ``resume``)."""
         self.defer(
             trigger=DbtCloudRunTrigger(
                 conn_id=self.dbt_cloud_conn_id,
@@ -66,10 +117,11 @@ class RunWaitMixin(_Base):
                 timeout=timeout,
             ),
             method_name="execute_complete",
+            kwargs=resume,
         )
         raise AssertionError("defer() returned")  # pragma: no cover
 
-    def execute_complete(self, context: Context, event: dict[str, Any]) -> Any:
+    def execute_complete(self, context: Context, event: dict[str, Any] | None = None) -> Any:
         """Resume after the trigger's event: success returns the run id, anything else fails the task."""
         try:
             outcome = RunEvent.from_payload(event)
@@ -100,3 +152,22 @@ class RunWaitMixin(_Base):
             report = failure_report(client, run_id)
         self.log.error("%s", report)
         raise self.failure_exception(report)
+
+
+class Alias:
+    """An attribute under a second name: the official provider's parameter names for this package's own
+    (``trigger_reason`` is ``cause``), so that templates, ``default_args`` and reads of either name agree."""
+
+    def __init__(self, target: str) -> None:
+        self.target = target
+
+    def __get__(self, instance: Any, owner: type | None = None) -> Any:
+        return self if instance is None else getattr(instance, self.target)
+
+    def __set__(self, instance: Any, value: Any) -> None:
+        setattr(instance, self.target, value)
+
+
+#: The official provider's defaults read from the Airflow configuration, evaluated at import as it does.
+OFFICIAL_DEFERRABLE: bool = conf.getboolean("operators", "default_deferrable", fallback=False)
+OFFICIAL_OPENLINEAGE_INJECT: bool = conf.getboolean("openlineage", "spark_inject_parent_job_info", fallback=False)

@@ -14,12 +14,22 @@ from datetime import datetime, timedelta, timezone
 from typing import TYPE_CHECKING, Any, NoReturn
 
 from ._compat import BaseOperator, Context
-from ._tasks import RunWaitMixin, default_deferrable, seconds
+from ._tasks import (
+    OFFICIAL_DEFERRABLE,
+    OFFICIAL_OPENLINEAGE_INJECT,
+    Alias,
+    RunWaitMixin,
+    check_args,
+    check_hook_params,
+    default_deferrable,
+    seconds,
+)
 from .api.credentials import validate_id
 from .api.errors import DbtCloudError
 from .api.events import RunEvent
 from .api.reporting import progress_line, run_url
-from .links import DbtCloudRunLink
+from .hooks import DbtCloudHook, DbtCloudJobRunException, DbtCloudJobRunStatus
+from .links import DbtCloudRunJobOperatorLink, DbtCloudRunLink
 
 if TYPE_CHECKING:
     from .api.client import DbtCloudClient
@@ -42,6 +52,7 @@ _HOW = {
     "accepted": "run %s that an earlier try started already succeeded (%s); not triggering again.",
     "rerun": "rerunning the failed run from its point of failure: run %s (%s).",
     "recovered": "the trigger request failed but created run %s (%s); using it.",
+    "reused": "reusing run %s of the job, which is still going (%s); not triggering (reuse_existing_run).",
 }
 
 
@@ -65,14 +76,17 @@ def first_try(ti: Any, retries: int | None) -> int:
     return 1 if max_tries is None else int(max_tries) - int(retries or 0) + 1
 
 
-def wait_timeout(timeout: float | None, execution_timeout: float | None, started: datetime | None) -> float | None:
+def wait_timeout(
+    timeout: float | None, execution_timeout: float | None, started: datetime | None
+) -> tuple[float | None, bool]:
     """The smaller of ``timeout`` and what is left of ``execution_timeout``, so that ours fires first and
-    cancels the run (Airflow's own execution timeout would leave it running)."""
-    limits = [timeout] if timeout is not None else []
-    if execution_timeout is not None:
-        elapsed = (datetime.now(timezone.utc) - started).total_seconds() if started else 0.0
-        limits.append(max(1.0, execution_timeout - elapsed - EXECUTION_TIMEOUT_MARGIN))
-    return min(limits) if limits else None
+    cancels the run (Airflow's own execution timeout would leave it running); and whether that limit is
+    the execution timeout's (which always cancels the run)."""
+    if execution_timeout is None:
+        return timeout, False
+    elapsed = (datetime.now(timezone.utc) - started).total_seconds() if started else 0.0
+    left = max(1.0, execution_timeout - elapsed - EXECUTION_TIMEOUT_MARGIN)
+    return (timeout, False) if timeout is not None and timeout < left else (left, True)
 
 
 class RunDbtCloudJobOperator(RunWaitMixin, BaseOperator):
@@ -88,14 +102,19 @@ class RunDbtCloudJobOperator(RunWaitMixin, BaseOperator):
     :param timeout: the longest wait; then the run is cancelled (``cancel_on_timeout``) and the task fails.
     :param retry_from_failure: on an Airflow retry after this task's run failed, rerun it from the point of
         failure instead of starting it from scratch.
+    :param reuse_existing_run: when the job has a run in progress, wait for that run instead of triggering.
+    :param hook_params: ``DbtCloudHook`` settings for this task's calls (``timeout_seconds``, ``retry_*``).
 
-    Pushes XCom ``run_id`` and ``run_url`` right after the trigger and returns the run id.
+    Pushes XCom ``run_id`` and ``run_url`` right after the trigger and returns the run id. An
+    ``execution_timeout`` always cancels the run (the wait ends 5 s before it, to have time to).
     """
 
     template_fields: Sequence[str] = TEMPLATE_FIELDS
     template_fields_renderers = {"data": "json", "steps_override": "json"}
     operator_extra_links = (DbtCloudRunLink(),)
     ui_color = "#ff694a"
+    #: The XCom keys of the run id and the run URL.
+    xcom_keys = ("run_id", "run_url")
 
     def __init__(
         self,
@@ -123,11 +142,33 @@ class RunDbtCloudJobOperator(RunWaitMixin, BaseOperator):
         timeout: timedelta | float | None = DEFAULT_TIMEOUT,
         cancel_on_timeout: bool = True,
         retry_from_failure: bool = False,
+        reuse_existing_run: bool = False,
+        hook_params: dict[str, Any] | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
         if job_id is None and not (project_name and environment_name and job_name):
             raise ValueError(f"{self.task_id}: give job_id, or all of project_name, environment_name and job_name.")
+        check_args(
+            self.task_id,
+            job_id=(job_id, "id"),
+            project_name=(project_name, "text"),
+            environment_name=(environment_name, "text"),
+            job_name=(job_name, "text"),
+            account_id=(account_id, "id"),
+            cause=(cause, "text"),
+            steps_override=(steps_override, "list"),
+            schema_override=(schema_override, "text"),
+            data=(data, "dict"),
+            wait_for_termination=(wait_for_termination, "bool"),
+            deferrable=(deferrable, "bool"),
+            poll_interval=(poll_interval, "seconds"),
+            timeout=(timeout, "seconds"),
+            cancel_on_timeout=(cancel_on_timeout, "bool"),
+            retry_from_failure=(retry_from_failure, "bool"),
+            reuse_existing_run=(reuse_existing_run, "bool"),
+        )
+        self.hook_params = check_hook_params(self.task_id, hook_params)
         self.dbt_cloud_conn_id = dbt_cloud_conn_id
         self.job_id = job_id
         self.project_name = project_name
@@ -151,6 +192,7 @@ class RunDbtCloudJobOperator(RunWaitMixin, BaseOperator):
         self.timeout = seconds(timeout)
         self.cancel_on_timeout = cancel_on_timeout
         self.retry_from_failure = retry_from_failure
+        self.reuse_existing_run = reuse_existing_run
         self.run_id: int | None = None
         self.run_url: str | None = None
 
@@ -163,9 +205,13 @@ class RunDbtCloudJobOperator(RunWaitMixin, BaseOperator):
         self.log.info("Job %r in %s/%s is job %s.", self.job_name, self.project_name, self.environment_name, job["id"])
         return int(job["id"])
 
-    def _wait_timeout(self, context: Context) -> float | None:
+    def _wait_timeout(self, context: Context) -> tuple[float | None, bool]:
         started = getattr(context["ti"], "start_date", None)
         return wait_timeout(self.timeout, seconds(self.execution_timeout), started)
+
+    def default_cause(self, ti: Any) -> str:
+        """The run's readable cause when none is given."""
+        return f"Triggered by Airflow: {ti.dag_id}.{ti.task_id}, run {ti.run_id}"
 
     # --- execution --------------------------------------------------------------------------------
 
@@ -175,16 +221,27 @@ class RunDbtCloudJobOperator(RunWaitMixin, BaseOperator):
             run = self._attach_or_trigger(client, context, job_id)
             self.run_id = int(run["id"])
             self.run_url = run_url(run, client.credentials.base_url)
-            context["ti"].xcom_push(key="run_id", value=self.run_id)
-            context["ti"].xcom_push(key="run_url", value=self.run_url)
+            context["ti"].xcom_push(key=self.xcom_keys[1], value=self.run_url)
+            context["ti"].xcom_push(key=self.xcom_keys[0], value=self.run_id)
             self.log.info("dbt Cloud run %s of job %s: %s", self.run_id, job_id, self.run_url)
             if not self.wait_for_termination:
                 return self.run_id
             event = RunEvent.for_run(run, self.run_url)
+            timeout, by_execution_timeout = self._wait_timeout(context)
+            self.cancel_on_timeout = self.cancel_on_timeout or by_execution_timeout
             if event is None and self.deferrable:
-                self.defer_wait(self.run_id, poll_interval=self.poll_interval, timeout=self._wait_timeout(context))
-            event = event or self._wait_blocking(client, context)
+                resume = {"cancel_on_timeout": self.cancel_on_timeout}
+                self.defer_wait(self.run_id, poll_interval=self.poll_interval, timeout=timeout, resume=resume)
+            event = event or self._wait_blocking(client, timeout)
         return self.finish_wait(event)
+
+    def execute_complete(
+        self, context: Context, event: dict[str, Any] | None = None, cancel_on_timeout: bool | None = None
+    ) -> Any:
+        """Resume after the trigger's event; ``cancel_on_timeout`` is what the deferring try decided."""
+        if cancel_on_timeout is not None:
+            self.cancel_on_timeout = cancel_on_timeout
+        return super().execute_complete(context, event)
 
     def _attach_or_trigger(self, client: DbtCloudClient, context: Context, job_id: int) -> dict[str, Any]:
         """The run of this try: see :func:`.api.idempotency.trigger_once`."""
@@ -202,12 +259,13 @@ class RunDbtCloudJobOperator(RunWaitMixin, BaseOperator):
             marker=marker,
             is_retry=try_number > series,
             retry_from_failure=self.retry_from_failure,
+            reuse_active=self.reuse_existing_run,
         )
         if how != "triggered":
             self.log.info(f"Try %d: {_HOW[how]}", try_number, run["id"], run.get("status_humanized"))
         return run
 
-    def _wait_blocking(self, client: DbtCloudClient, context: Context) -> RunEvent:
+    def _wait_blocking(self, client: DbtCloudClient, timeout: float | None) -> RunEvent:
         from .api.waiting import wait_for_event  # it needs the retry policy (tenacity): not at DAG parse
 
         assert self.run_id is not None
@@ -215,7 +273,7 @@ class RunDbtCloudJobOperator(RunWaitMixin, BaseOperator):
             client,
             self.run_id,
             poll_interval=self.poll_interval,
-            timeout=self._wait_timeout(context),
+            timeout=timeout,
             run_url=self.run_url,
             on_change=lambda run: self.log.info("%s", progress_line(run)),
         )
@@ -249,8 +307,14 @@ class RunDbtCloudJobOperator(RunWaitMixin, BaseOperator):
 
 def trigger_body(op: RunDbtCloudJobOperator, ti: Any) -> dict[str, Any]:
     """The trigger request's fields: the overrides as dbt Cloud types them, ``data`` merged last."""
+    from .api.errors import DbtCloudConfigError
+
+    for name, kind in (("data", dict), ("steps_override", list)):  # rendered templates, checked before any call
+        value = getattr(op, name)
+        if value is not None and not isinstance(value, kind | tuple):
+            raise DbtCloudConfigError(f"{op.task_id}: {name} must be a {kind.__name__}; got {value!r}.")
     data = dict(op.data or {})
-    readable = data.pop("cause", None) or op.cause or f"Triggered by Airflow: {ti.dag_id}.{ti.task_id}, run {ti.run_id}"
+    readable = data.pop("cause", None) or op.cause or op.default_cause(ti)
     body: dict[str, Any] = {name: getattr(op, name) for name in _TEXT_OVERRIDES}
     body.update({name: _as_int(getattr(op, name)) for name in _INT_OVERRIDES})
     body["generate_docs_override"] = _as_bool(op.generate_docs_override)
@@ -258,3 +322,228 @@ def trigger_body(op: RunDbtCloudJobOperator, ti: Any) -> dict[str, Any]:
     body.update(data)
     body["cause"] = str(readable)
     return {key: value for key, value in body.items() if value is not None}
+
+
+# --- the official provider's names (apache-airflow-providers-dbt-cloud 4.11.1), one implementation ------
+
+
+class DbtCloudRunJobOperator(RunDbtCloudJobOperator):
+    """The official provider's ``DbtCloudRunJobOperator``: its parameters, defaults, template fields, XCom keys
+    (``job_run_url``, ``job_run_id``) and extra link ("Monitor Job Run"), on :class:`RunDbtCloudJobOperator`.
+
+    ``trigger_reason``, ``additional_run_config`` and ``check_interval`` are this package's ``cause``, ``data``
+    and ``poll_interval``. ``timeout`` ends the wait without cancelling the run; ``execution_timeout`` cancels
+    it. Returns the run id. ``openlineage_inject_parent_job_info`` is accepted; it takes effect with this
+    package's OpenLineage support. docs/migrating-from-the-official-provider.md lists the differences.
+    """
+
+    template_fields: Sequence[str] = (
+        *("dbt_cloud_conn_id", "job_id", "project_name", "environment_name", "job_name", "account_id"),
+        *("trigger_reason", "steps_override", "schema_override", "additional_run_config"),
+    )
+    template_fields_renderers = {"additional_run_config": "json", "steps_override": "json"}
+    operator_extra_links = (DbtCloudRunJobOperatorLink(),)
+    xcom_keys = ("job_run_id", "job_run_url")
+    failure_exception = DbtCloudJobRunException
+    trigger_reason = Alias("cause")
+    additional_run_config = Alias("data")
+    check_interval = Alias("poll_interval")
+
+    def __init__(
+        self,
+        *,
+        dbt_cloud_conn_id: str = DbtCloudHook.default_conn_name,
+        job_id: int | None = None,
+        project_name: str | None = None,
+        environment_name: str | None = None,
+        job_name: str | None = None,
+        account_id: int | None = None,
+        trigger_reason: str | None = None,
+        steps_override: list[str] | None = None,
+        schema_override: str | None = None,
+        wait_for_termination: bool = True,
+        timeout: int = 60 * 60 * 24 * 7,
+        check_interval: int = 60,
+        additional_run_config: dict[str, Any] | None = None,
+        reuse_existing_run: bool = False,
+        retry_from_failure: bool = False,
+        deferrable: bool = OFFICIAL_DEFERRABLE,
+        hook_params: dict[str, Any] | None = None,
+        openlineage_inject_parent_job_info: bool = OFFICIAL_OPENLINEAGE_INJECT,
+        **kwargs: Any,
+    ) -> None:
+        for ours in ("cause", "data", "poll_interval", "cancel_on_timeout"):
+            if ours in kwargs:
+                raise TypeError(f"DbtCloudRunJobOperator takes no {ours!r}: use RunDbtCloudJobOperator for it.")
+        super().__init__(
+            dbt_cloud_conn_id=dbt_cloud_conn_id,
+            job_id=job_id,
+            project_name=project_name,
+            environment_name=environment_name,
+            job_name=job_name,
+            account_id=account_id,
+            cause=trigger_reason,
+            steps_override=steps_override,
+            schema_override=schema_override,
+            data=additional_run_config,
+            wait_for_termination=wait_for_termination,
+            deferrable=deferrable,
+            poll_interval=check_interval,
+            timeout=timeout,
+            cancel_on_timeout=False,  # the official's timeout only ends the wait
+            retry_from_failure=retry_from_failure,
+            reuse_existing_run=reuse_existing_run,
+            hook_params=hook_params,
+            **kwargs,
+        )
+        check_args(self.task_id, openlineage_inject_parent_job_info=(openlineage_inject_parent_job_info, "bool"))
+        self.openlineage_inject_parent_job_info = openlineage_inject_parent_job_info
+
+    def default_cause(self, ti: Any) -> str:
+        return f"Triggered via Apache Airflow by task {self.task_id!r} in the {ti.dag_id} DAG."
+
+    def execute(self, context: Context) -> int:
+        if self.openlineage_inject_parent_job_info:
+            self.log.info("openlineage_inject_parent_job_info is not applied yet: the run's cause stays as it is.")
+        return super().execute(context)
+
+
+class DbtCloudGetJobRunArtifactOperator(BaseOperator):
+    """Download one artifact of a dbt Cloud run (``manifest.json``, ``run_results.json``, ...) to a file.
+
+    The file is streamed to disk in chunks, never held in memory whole, and appears under its name only once
+    complete. ``output_file_name`` defaults to ``<run_id>_<path>`` ("/" becomes "-"). Returns the file's name.
+    """
+
+    template_fields: Sequence[str] = ("dbt_cloud_conn_id", "run_id", "path", "account_id", "output_file_name")
+
+    def __init__(
+        self,
+        *,
+        dbt_cloud_conn_id: str = DbtCloudHook.default_conn_name,
+        run_id: int,
+        path: str,
+        account_id: int | None = None,
+        step: int | None = None,
+        output_file_name: str | None = None,
+        hook_params: dict[str, Any] | None = None,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        check_args(self.task_id, run_id=(run_id, "id"), path=(path, "text"), account_id=(account_id, "id"))
+        check_args(self.task_id, step=(step, "id"), output_file_name=(output_file_name, "text"))
+        self.dbt_cloud_conn_id = dbt_cloud_conn_id
+        self.run_id = run_id
+        self.path = path
+        self.account_id = account_id
+        self.step = step
+        self.output_file_name = output_file_name
+        self.hook_params = check_hook_params(self.task_id, hook_params)
+
+    def execute(self, context: Context) -> str:
+        if not self.output_file_name:  # after rendering: the default uses the rendered run id and path
+            self.output_file_name = f"{self.run_id}_{self.path}".replace("/", "-")
+        hook = DbtCloudHook(self.dbt_cloud_conn_id, **self.hook_params)
+        self.log.info("Writing %s artifact for job run %s to %s.", self.path, self.run_id, self.output_file_name)
+        size = hook.download_job_run_artifact(
+            self.run_id, self.path, self.output_file_name, account_id=self.account_id, step=self.step
+        )
+        self.log.info("Wrote %d bytes to %s.", size, self.output_file_name)
+        return self.output_file_name
+
+
+class DbtCloudListJobsOperator(BaseOperator):
+    """The ids of the account's jobs (of ``project_id`` only, if given), across every page of the list."""
+
+    template_fields: Sequence[str] = ("account_id", "project_id", "dbt_cloud_conn_id")
+
+    def __init__(
+        self,
+        *,
+        dbt_cloud_conn_id: str = DbtCloudHook.default_conn_name,
+        account_id: int | None = None,
+        project_id: int | None = None,
+        order_by: str | None = None,
+        hook_params: dict[str, Any] | None = None,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        check_args(self.task_id, account_id=(account_id, "id"), project_id=(project_id, "id"))
+        check_args(self.task_id, order_by=(order_by, "text"))
+        self.dbt_cloud_conn_id = dbt_cloud_conn_id
+        self.account_id = account_id
+        self.project_id = project_id
+        self.order_by = order_by
+        self.hook_params = check_hook_params(self.task_id, hook_params)
+
+    def execute(self, context: Context) -> list[int]:
+        hook = DbtCloudHook(self.dbt_cloud_conn_id, **self.hook_params)
+        pages = hook.list_jobs(account_id=self.account_id, order_by=self.order_by, project_id=self.project_id)
+        job_ids = [int(job["id"]) for page in pages for job in page.json()["data"]]
+        self.log.info("Jobs in the specified dbt Cloud account are: %s", ", ".join(map(str, job_ids)))
+        return job_ids
+
+
+class DbtCloudListJobRunsOperator(BaseOperator):
+    """The account's runs (of ``job_id`` only, if given), as dicts across every page; with ``latest_only`` the
+    newest one (or None). ``status_filter`` keeps runs with that status code, or one of those codes."""
+
+    template_fields: Sequence[str] = ("account_id", "job_id", "order_by", "include_related", "dbt_cloud_conn_id")
+
+    def __init__(
+        self,
+        *,
+        dbt_cloud_conn_id: str = DbtCloudHook.default_conn_name,
+        account_id: int | None = None,
+        job_id: int | None = None,
+        order_by: str | None = None,
+        include_related: list[str] | None = None,
+        hook_params: dict[str, Any] | None = None,
+        latest_only: bool = False,
+        status_filter: int | list[int] | None = None,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        check_args(self.task_id, account_id=(account_id, "id"), job_id=(job_id, "id"), order_by=(order_by, "text"))
+        check_args(self.task_id, include_related=(include_related, "list"), latest_only=(latest_only, "bool"))
+        self.dbt_cloud_conn_id = dbt_cloud_conn_id
+        self.account_id = account_id
+        self.job_id = job_id
+        self.order_by = order_by
+        self.include_related = include_related
+        self.hook_params = check_hook_params(self.task_id, hook_params)
+        self.latest_only = latest_only
+        self.status_filter = status_codes(self.task_id, status_filter)
+
+    def execute(self, context: Context) -> list[dict[str, Any]] | dict[str, Any] | None:
+        hook = DbtCloudHook(self.dbt_cloud_conn_id, **self.hook_params)
+        order_by = self.order_by or ("-created_at" if self.latest_only else None)
+        pages = hook.list_job_runs(
+            account_id=self.account_id,
+            include_related=self.include_related,
+            job_definition_id=self.job_id,
+            order_by=order_by,
+        )
+        runs = [run for page in pages for run in page.json()["data"]]
+        if self.status_filter is not None:
+            runs = [run for run in runs if run.get("status") is not None and int(run["status"]) in self.status_filter]
+        if not self.latest_only:
+            self.log.info("Retrieved %s job runs.", len(runs))
+            return runs
+        latest = runs[0] if runs else None
+        if latest:
+            self.log.info("Returning latest job run (id=%s, status=%s)", latest["id"], latest.get("status"))
+        else:
+            self.log.info("No job runs found for the given filters.")
+        return latest
+
+
+def status_codes(task_id: str, value: Any) -> frozenset[int] | None:
+    """``status_filter`` as a set of dbt Cloud status codes; anything else is refused at parse time."""
+    if value is None:
+        return None
+    codes = [value] if isinstance(value, int) and not isinstance(value, bool) else value
+    valid = {status.value for status in DbtCloudJobRunStatus if isinstance(status.value, int)}
+    if not isinstance(codes, list | tuple | set | frozenset) or not all(code in valid for code in codes):
+        raise TypeError(f"{task_id}: status_filter must be a status code or a list of them {sorted(valid)}; got {value!r}.")
+    return frozenset(codes)

@@ -77,5 +77,5 @@ def get_provider_info() -> dict[str, Any]:
             _connection_type(CONN_TYPE, "DbtCloudHook", "dbt Cloud (dlt-compatible)"),
             _connection_type(LEGACY_CONN_TYPE, "LegacyTypeDbtCloudHook", "dbt Cloud (dlt-compatible, old type name)"),
         ],
-        "extra-links": [f"{_PKG}.links.DbtCloudRunLink"],
+        "extra-links": [f"{_PKG}.links.DbtCloudRunLink", f"{_PKG}.links.DbtCloudRunJobOperatorLink"],
     }

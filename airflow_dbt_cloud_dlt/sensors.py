@@ -6,10 +6,11 @@ from collections.abc import Sequence
 from typing import Any
 
 from ._compat import AirflowFailException, AirflowSensorTimeout, AirflowSkipException, BaseSensorOperator, Context
-from ._tasks import RunWaitMixin, default_deferrable, seconds
+from ._tasks import OFFICIAL_DEFERRABLE, RunWaitMixin, check_args, check_hook_params, default_deferrable, seconds
 from .api.errors import DbtCloudError
 from .api.events import RunEvent
 from .api.reporting import progress_line, run_url
+from .hooks import DbtCloudHook, DbtCloudJobRunException
 from .links import DbtCloudRunLink
 
 
@@ -33,10 +34,13 @@ class DbtCloudRunSensor(RunWaitMixin, BaseSensorOperator):
         dbt_cloud_conn_id: str = "dbt_cloud_default",
         account_id: int | str | None = None,
         deferrable: bool | None = None,
+        hook_params: dict[str, Any] | None = None,
         **kwargs: Any,
     ) -> None:
         kwargs.setdefault("poke_interval", 10.0)
         super().__init__(**kwargs)
+        check_args(self.task_id, run_id=(run_id, "id"), account_id=(account_id, "id"), deferrable=(deferrable, "bool"))
+        self.hook_params = check_hook_params(self.task_id, hook_params)
         self.run_id = run_id
         self.dbt_cloud_conn_id = dbt_cloud_conn_id
         self.account_id = account_id
@@ -49,7 +53,7 @@ class DbtCloudRunSensor(RunWaitMixin, BaseSensorOperator):
         try:
             if self.poke(context):  # already finished: no need to defer
                 return None
-        except AirflowFailException as error:
+        except (AirflowFailException, self.failure_exception) as error:
             if self.soft_fail:  # BaseSensorOperator applies soft_fail only to its own poke loop
                 raise AirflowSkipException(f"Skipping due to soft_fail: {error}") from error
             raise
@@ -79,6 +83,45 @@ class DbtCloudRunSensor(RunWaitMixin, BaseSensorOperator):
         """A sensor watches: at its timeout it fails as a sensor does, and never cancels the run."""
         raise AirflowSensorTimeout(event.message)
 
-    def execute_complete(self, context: Context, event: dict[str, Any]) -> None:
+    def execute_complete(self, context: Context, event: dict[str, Any] | None = None) -> None:
         """Resume after the trigger's event (see :meth:`RunWaitMixin.finish_wait`)."""
         super().execute_complete(context, event)
+
+
+class DbtCloudJobRunSensor(DbtCloudRunSensor):
+    """The official provider's ``DbtCloudJobRunSensor``: its parameters, defaults and template fields, on
+    :class:`DbtCloudRunSensor`. Deferred, it waits through this package's coalesced poller on the triggerer;
+    its defaults are then ``poke_interval=5`` and ``timeout`` 7 days, as in the official. A run that fails or
+    is cancelled raises ``DbtCloudJobRunException``, with the failed step and its log in the message. Deferred,
+    it returns the run id.
+    """
+
+    template_fields: Sequence[str] = ("dbt_cloud_conn_id", "run_id", "account_id")
+    failure_exception = DbtCloudJobRunException
+
+    def __init__(
+        self,
+        *,
+        dbt_cloud_conn_id: str = DbtCloudHook.default_conn_name,
+        run_id: int,
+        account_id: int | None = None,
+        deferrable: bool = OFFICIAL_DEFERRABLE,
+        hook_params: dict[str, Any] | None = None,
+        **kwargs: Any,
+    ) -> None:
+        if deferrable and "poke_interval" not in kwargs:  # the official's defaults, nested as there
+            kwargs["poke_interval"] = 5
+            kwargs.setdefault("timeout", 60 * 60 * 24 * 7)
+        kwargs.setdefault("poke_interval", 60)  # BaseSensorOperator's, where DbtCloudRunSensor has 10
+        super().__init__(
+            run_id=run_id,
+            dbt_cloud_conn_id=dbt_cloud_conn_id,
+            account_id=account_id,
+            deferrable=deferrable,
+            hook_params=hook_params,
+            **kwargs,
+        )
+
+    def execute_complete(self, context: Context, event: dict[str, Any] | None = None) -> int:
+        """Resume after the trigger's event; returns the run id, as the official does."""
+        return int(RunWaitMixin.execute_complete(self, context, event))

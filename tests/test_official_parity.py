@@ -40,7 +40,6 @@ HOOK_METHODS = [
     "retry_failed_job_run", "list_job_run_artifacts", "get_job_run_artifact", "test_connection",
     "get_job_details", "get_job_status",
 ]  # fmt: skip
-OPERATORS_PENDING = pytest.mark.xfail(strict=True, reason="operators: issue 10 step 2")
 #: (official module, our module, class name): the classes that the operators' rework gives official names.
 TASK_CLASSES = [
     (official_operators, operators, "DbtCloudRunJobOperator"),
@@ -159,14 +158,12 @@ def test_hook_class_attributes_and_names_match_the_official() -> None:
 
 
 @pytest.mark.parametrize(("official_module", "our_module", "name"), TASK_CLASSES, ids=[c[2] for c in TASK_CLASSES])
-@OPERATORS_PENDING
 def test_task_constructor_matches_the_official(official_module: Any, our_module: Any, name: str) -> None:
     ours = getattr(our_module, name)
     assert signature_differences(getattr(official_module, name).__init__, ours.__init__) == []
 
 
 @pytest.mark.parametrize(("official_module", "our_module", "name"), TASK_CLASSES, ids=[c[2] for c in TASK_CLASSES])
-@OPERATORS_PENDING
 def test_task_template_fields_include_the_officials(official_module: Any, our_module: Any, name: str) -> None:
     official, ours = getattr(official_module, name), getattr(our_module, name)
     assert set(official.template_fields) <= set(ours.template_fields)

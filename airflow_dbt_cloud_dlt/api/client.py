@@ -13,6 +13,7 @@ import os
 import threading
 import time
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from types import TracebackType
 from typing import Any
 
@@ -29,6 +30,8 @@ from .errors import DbtCloudConfigError
 #: Per (process id, endpoint settings): a forked child never sends over its parent's connections.
 _SESSIONS: dict[tuple[int, PoolKey], requests.Session] = {}
 _SESSIONS_LOCK = threading.Lock()
+#: Bytes read and written at a time by :meth:`DbtCloudClient.download`.
+DOWNLOAD_CHUNK = 1 << 20
 
 
 def shared_session(credentials: DbtCloudCredentials) -> requests.Session:
@@ -94,13 +97,14 @@ class DbtCloudClient(BaseClient):
 
     # --- transport --------------------------------------------------------------------------------
 
-    def _send_once(self, request: ApiRequest) -> Any:
+    def _open(self, request: ApiRequest, *, stream: bool = False) -> requests.Response:
+        """Send ``request`` once; the HTTP answer (its body not yet read when ``stream``)."""
         creds = self.credentials
         wait = self._reserve()
         if wait > 0:
             time.sleep(wait)
         try:
-            response = (self._own_session or shared_session(creds)).request(
+            return (self._own_session or shared_session(creds)).request(
                 request.method,
                 creds.base_url + request.path,
                 params=request.params,
@@ -111,12 +115,47 @@ class DbtCloudClient(BaseClient):
                 # Per request, because requests lets REQUESTS_CA_BUNDLE and HTTPS_PROXY override session settings.
                 verify=creds.verify,
                 proxies=dict(creds.proxies or {}),
+                stream=stream,
             )
         except requests.exceptions.SSLError as exc:
             self._no_answer(request, exc, sent=False, transient=False)
         except requests.RequestException as exc:  # connection errors, timeouts, bodies cut short
             self._no_answer(request, exc, sent=not _not_sent(exc))
+
+    def _send_once(self, request: ApiRequest) -> Any:
+        response = self._open(request)
         return self._answer(request, response.status_code, response.headers, response.content)
+
+    def _download_once(self, request: ApiRequest, target: Path) -> int:
+        with self._open(request, stream=True) as response:
+            if not 200 <= response.status_code < 300:
+                self._answer(request, response.status_code, response.headers, response.content)  # raises
+            written = 0
+            try:
+                with target.open("wb") as out:  # truncated again by every attempt
+                    for chunk in response.iter_content(chunk_size=DOWNLOAD_CHUNK):
+                        out.write(chunk)
+                        written += len(chunk)
+            except requests.RequestException as exc:  # the body was cut short: retried as a whole
+                self._no_answer(request, exc, sent=True)
+            return written
+
+    def download(self, request: ApiRequest, target: str | os.PathLike[str]) -> int:
+        """Stream the file that ``request`` reads (an artifact) into ``target``, a chunk at a time; return its
+        size. Memory stays at one chunk whatever the file's size. The file appears under its name only when
+        complete (written beside it first); a failed attempt is retried from the start under the retry policy.
+        """
+        final = Path(target)
+        final.parent.mkdir(parents=True, exist_ok=True)
+        partial = final.with_name(f".{final.name}.part")
+        try:
+            for attempt in tenacity.Retrying(**self._retrying(request)):
+                with attempt:
+                    size = self._download_once(request, partial)
+            os.replace(partial, final)
+        finally:
+            partial.unlink(missing_ok=True)
+        return size
 
     def send(self, request: ApiRequest) -> Any:
         """Send one request under the retry policy; returns the envelope (or bytes for artifacts)."""

@@ -59,12 +59,19 @@ def _cause(client: DbtCloudClient, run: dict[str, Any]) -> str:
     return str((run.get("trigger") or {}).get("cause") or "")
 
 
+def find_active_run(client: DbtCloudClient, job_id: int) -> dict[str, Any] | None:
+    """The newest run of ``job_id`` that is queued, starting or running, if any."""
+    active = [int(status) for status in (RunStatus.QUEUED, RunStatus.STARTING, RunStatus.RUNNING)]
+    runs = client.list_runs(job_definition_id=job_id, status__in=active, order_by="-id", limit=1)
+    return runs[0] if runs else None
+
+
 #: Trigger POSTs per call when dbt Cloud answers 500/503 and provably started no run.
 TRIGGER_ATTEMPTS = 3
 #: dbt Cloud's own finished answers: after one, "no run carries our marker" is final.
 FINAL_5XX = (500, 503)
 #: How :func:`trigger_once` got its run.
-How = Literal["triggered", "attached", "accepted", "rerun", "recovered"]
+How = Literal["triggered", "attached", "accepted", "rerun", "recovered", "reused"]
 
 
 def trigger_once(
@@ -75,12 +82,15 @@ def trigger_once(
     marker: str,
     is_retry: bool,
     retry_from_failure: bool = False,
+    reuse_active: bool = False,
 ) -> tuple[dict[str, Any], How]:
     """Start job ``job_id`` at most once per ``marker``; return the run and how it was obtained.
 
     On a retry (``is_retry``) the run an earlier try started is looked up first: one in progress is
     ``"attached"`` to, a succeeded one ``"accepted"``; a failed one is ``"rerun"`` from its point of
     failure when ``retry_from_failure`` and it is still the job's latest run, else a new run is triggered.
+    With ``reuse_active``, the job's newest run that is still going, whoever started it, is ``"reused"``
+    instead of triggering (the official provider's ``reuse_existing_run``).
     ``body["cause"]`` must carry ``marker``. A trigger POST that fails ambiguously is followed by a search
     for the marker (``"recovered"``); it is sent again only after a 500/503, which is final.
     """
@@ -97,6 +107,10 @@ def trigger_once(
                 if latest and latest[0]["id"] == earlier["id"]:
                     return client.rerun_job(job_id), "rerun"
                 log.info("Run %s is not the job's latest run; starting a new run instead.", earlier["id"])
+    if reuse_active:
+        active = find_active_run(client, job_id)
+        if active is not None:
+            return active, "reused"
     for attempt in range(1, TRIGGER_ATTEMPTS + 1):
         try:
             return client.trigger_job_run(job_id, body), "triggered"
