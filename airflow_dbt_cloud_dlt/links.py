@@ -18,17 +18,17 @@ class DbtCloudRunLink(BaseOperatorLink):
 
     name = "dbt Cloud run"
     #: The XCom key that holds the run's URL.
-    xcom_key = "run_url"
+    url_xcom_key = "run_url"
 
     def get_link(self, operator: Any, *, ti_key: Any) -> str:
         url = getattr(operator, "run_url", None)
         if url or AIRFLOW_3:
             return str(url or "")
-        return str(XCom.get_value(ti_key=ti_key, key=self.xcom_key) or "")
+        return str(XCom.get_value(ti_key=ti_key, key=self.url_xcom_key) or "")
 
 
 class DbtCloudRunJobOperatorLink(DbtCloudRunLink):
     """The same link under the official provider's name ("Monitor Job Run") and XCom key (``job_run_url``)."""
 
     name = "Monitor Job Run"
-    xcom_key = "job_run_url"
+    url_xcom_key = "job_run_url"

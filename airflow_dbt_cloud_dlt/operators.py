@@ -201,7 +201,9 @@ class RunDbtCloudJobOperator(RunWaitMixin, BaseOperator):
     def _resolve_job_id(self, client: DbtCloudClient) -> int:
         if self.job_id not in (None, ""):
             return validate_id(self.job_id, "job_id")
-        job = client.find_job(str(self.project_name), str(self.environment_name), str(self.job_name))
+        from .api.official import find_job  # requests: not at DAG parse
+
+        job = find_job(client, str(self.project_name), str(self.environment_name), str(self.job_name))
         self.log.info("Job %r in %s/%s is job %s.", self.job_name, self.project_name, self.environment_name, job["id"])
         return int(job["id"])
 
@@ -238,9 +240,14 @@ class RunDbtCloudJobOperator(RunWaitMixin, BaseOperator):
     def execute_complete(
         self, context: Context, event: dict[str, Any] | None = None, cancel_on_timeout: bool | None = None
     ) -> Any:
-        """Resume after the trigger's event; ``cancel_on_timeout`` is what the deferring try decided."""
-        if cancel_on_timeout is not None:
-            self.cancel_on_timeout = cancel_on_timeout
+        """Resume after the trigger's event; ``cancel_on_timeout`` is what the deferring try decided. Without
+        it (``dag.test()`` replaces the resume arguments with the event), the execution timeout is taken to be
+        the binding limit when it ends before ``timeout`` does."""
+        if cancel_on_timeout is None:
+            limit = seconds(self.execution_timeout)
+            binding = limit is not None and (self.timeout is None or limit - EXECUTION_TIMEOUT_MARGIN < self.timeout)
+            cancel_on_timeout = self.cancel_on_timeout or binding
+        self.cancel_on_timeout = cancel_on_timeout
         return super().execute_complete(context, event)
 
     def _attach_or_trigger(self, client: DbtCloudClient, context: Context, job_id: int) -> dict[str, Any]:
@@ -375,6 +382,13 @@ class DbtCloudRunJobOperator(RunDbtCloudJobOperator):
         for ours in ("cause", "data", "poll_interval", "cancel_on_timeout"):
             if ours in kwargs:
                 raise TypeError(f"DbtCloudRunJobOperator takes no {ours!r}: use RunDbtCloudJobOperator for it.")
+        check_args(  # under the official names, before they become this package's
+            str(kwargs.get("task_id")),
+            trigger_reason=(trigger_reason, "text"),
+            additional_run_config=(additional_run_config, "dict"),
+            check_interval=(check_interval, "seconds"),
+            openlineage_inject_parent_job_info=(openlineage_inject_parent_job_info, "bool"),
+        )
         super().__init__(
             dbt_cloud_conn_id=dbt_cloud_conn_id,
             job_id=job_id,
@@ -396,7 +410,6 @@ class DbtCloudRunJobOperator(RunDbtCloudJobOperator):
             hook_params=hook_params,
             **kwargs,
         )
-        check_args(self.task_id, openlineage_inject_parent_job_info=(openlineage_inject_parent_job_info, "bool"))
         self.openlineage_inject_parent_job_info = openlineage_inject_parent_job_info
 
     def default_cause(self, ti: Any) -> str:

@@ -91,16 +91,16 @@ _dag_ids = itertools.count()
 
 
 def run_dag(kind: str = "operator", *, dag_id: str | None = None, **kwargs: Any) -> Any:
-    """Run a DAG of ``dbt_test_dags`` (``kind`` "operator" or "sensor") with ``dag.test()``; return its DagRun.
+    """Run a DAG of ``dbt_test_dags`` (``kind`` "operator", "sensor" or "official") with ``dag.test()``; return its DagRun.
 
     The DAG is announced in ``DBT_TEST_DAGS`` with the same arguments, because ``dag.test()`` (and any
     worker) parses the dags folder and runs only DAGs it finds there. Arguments must be JSON-safe: give
     ``retry_delay`` in seconds.
     """
-    from dbt_test_dags import operator_dag, sensor_dag
+    from dbt_test_dags import official_dag, operator_dag, sensor_dag
 
     dag_id = dag_id or f"{kind}_{next(_dag_ids)}"
-    factory = {"operator": operator_dag, "sensor": sensor_dag}[kind]
+    factory = {"operator": operator_dag, "sensor": sensor_dag, "official": official_dag}[kind]
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("DBT_TEST_DAGS", json.dumps({dag_id: [kind, kwargs]}))
         return factory(dag_id, **kwargs).test()

@@ -10,9 +10,29 @@ import struct
 import sys
 import threading
 import traceback
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
+
+
+class Streamed:
+    """A JSON file of exactly ``size`` bytes, generated a chunk at a time while it is sent (a big artifact
+    costs the emulator no memory): ``{"padding": "xxx..."}``."""
+
+    CHUNK = 1 << 20
+
+    def __init__(self, size: int) -> None:
+        self.size = max(int(size), 15)
+
+    def chunks(self) -> Iterator[bytes]:
+        head, tail = b'{"padding": "', b'"}'
+        yield head
+        left = self.size - len(head) - len(tail)
+        block = b"x" * self.CHUNK
+        while left > 0:
+            yield block[: min(left, self.CHUNK)]
+            left -= self.CHUNK
+        yield tail
 
 
 class Handler(BaseHTTPRequestHandler):
@@ -56,8 +76,18 @@ class Handler(BaseHTTPRequestHandler):
         return self.rfile.read(length) if length > 0 else b""
 
     def send(self, status: int, body: Any, headers: Mapping[str, str] | None = None) -> None:
-        """Send ``body`` (bytes as they are, anything else as JSON) with a Content-Length."""
+        """Send ``body`` (bytes as they are, a :class:`Streamed` file chunk by chunk, anything else as JSON)
+        with a Content-Length."""
         extra = dict(headers or {})
+        if isinstance(body, Streamed):
+            self.send_response(status)
+            for key, value in extra.items():
+                self.send_header(key, value)
+            self.send_header("Content-Length", str(body.size))
+            self.end_headers()
+            for chunk in body.chunks():
+                self.wfile.write(chunk)
+            return
         if not isinstance(body, bytes):
             body = json.dumps(body).encode()
             extra.setdefault("Content-Type", "application/json")

@@ -40,6 +40,7 @@ class JobScript:
     ``serial=False`` lets runs of the job execute concurrently (otherwise a run waits, ``blocked_by`` the
     previous one). ``run_results`` is served, with a small manifest, as artifacts of finished runs; a run
     that fails in a dbt step serves a generated ``run_results.json`` when the script gives none.
+    ``artifact_sizes`` adds big generated files (``{"target/big.json": 200_000_000}``) to those artifacts.
     """
 
     job_id: int
@@ -60,6 +61,8 @@ class JobScript:
     timeout_seconds: int = 0
     status_message: str | None = None  # overrides the error/timeout status_message
     dbt_version: str = "latest"
+    #: Further artifacts of finished runs, by path: generated JSON files of exactly this many bytes, streamed.
+    artifact_sizes: dict[str, int] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.steps = [StepScript(**s) if isinstance(s, dict) else s for s in self.steps]

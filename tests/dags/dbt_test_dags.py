@@ -3,7 +3,7 @@ DAGs whose file is inside ``[core] dags_folder``. Importing this file defines no
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from airflow_dbt_cloud_dlt.operators import RunDbtCloudJobOperator
@@ -51,6 +51,18 @@ def sensor_dag(dag_id: str, **sensor_kwargs: Any) -> DAG:
     return dag
 
 
+def official_dag(dag_id: str, *, cls: str, **task_kwargs: Any) -> DAG:
+    """One task named ``task`` of an official-named class (``cls``) of this package's operators or sensors."""
+    from airflow_dbt_cloud_dlt import operators, sensors
+
+    task_class = getattr(operators, cls, None) or getattr(sensors, cls)
+    if task_kwargs.get("execution_timeout") is not None:  # JSON-safe seconds in the announcement
+        task_kwargs["execution_timeout"] = timedelta(seconds=task_kwargs["execution_timeout"])
+    with DAG(dag_id, schedule=None, start_date=datetime(2026, 1, 1), catchup=False) as dag:
+        task_class(task_id="task", **task_kwargs)
+    return dag
+
+
 def _from_environment() -> None:
     """Define the DAGs that a test announced in ``DBT_TEST_DAGS`` (JSON: dag_id -> [kind, kwargs]).
 
@@ -60,7 +72,7 @@ def _from_environment() -> None:
     import json
     import os
 
-    factories = {"operator": operator_dag, "sensor": sensor_dag}
+    factories = {"operator": operator_dag, "sensor": sensor_dag, "official": official_dag}
     for dag_id, (kind, kwargs) in json.loads(os.environ.get("DBT_TEST_DAGS", "{}")).items():
         globals()[dag_id] = factories[kind](dag_id, **kwargs)
 

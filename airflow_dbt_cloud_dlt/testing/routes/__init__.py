@@ -9,7 +9,7 @@ from urllib.parse import SplitResult
 
 from airflow_dbt_cloud_dlt.testing import _api as api
 from airflow_dbt_cloud_dlt.testing._api import ApiError, Json
-from airflow_dbt_cloud_dlt.testing._http import Handler
+from airflow_dbt_cloud_dlt.testing._http import Handler, Streamed
 from airflow_dbt_cloud_dlt.testing.faults import Answer
 from airflow_dbt_cloud_dlt.testing.routes import accounts, artifacts, jobs, runs
 from airflow_dbt_cloud_dlt.testing.routes.base import Handler as RouteHandler
@@ -62,7 +62,7 @@ def answer(
             raise ApiError(405, {"detail": f'Method "{method}" not allowed.'})
         with state.lock:
             result = route.handler(state, Request(params, query, body, h.headers.get("Content-Type", ""), allowed))
-        if isinstance(result, bytes):  # a raw artifact file
+        if isinstance(result, bytes | Streamed):  # a raw artifact file
             return 200, result, {"Content-Type": "application/json"}
         return 200, result, {}
     except ApiError as err:

@@ -10,6 +10,7 @@ import json
 
 from airflow_dbt_cloud_dlt.testing import _api as api
 from airflow_dbt_cloud_dlt.testing._api import Json, fields
+from airflow_dbt_cloud_dlt.testing._http import Streamed
 from airflow_dbt_cloud_dlt.testing.dbt_output import failed_run_results, has_run_results
 from airflow_dbt_cloud_dlt.testing.routes.base import Request, Routes
 from airflow_dbt_cloud_dlt.testing.state import EmulatorState, Run
@@ -18,8 +19,9 @@ _QUERY = api.params(include="include_related", int="step")
 MANIFEST_SCHEMA = "https://schemas.getdbt.com/dbt/manifest/v12.json"
 
 
-def artifacts(state: EmulatorState, run: Run, step: int | None = None) -> dict[str, bytes]:
-    """The run's files by name once it succeeded or failed with run results; ``step`` must be one of its steps."""
+def artifacts(state: EmulatorState, run: Run, step: int | None = None) -> dict[str, bytes | Streamed]:
+    """The run's files by name once it succeeded or failed with run results; ``step`` must be one of its steps.
+    The job's ``artifact_sizes`` add generated files of those sizes, streamed as they are sent."""
     st = state.phase(run, state.now())
     if st.status not in (10, 20) or not has_run_results(run, st.status):
         return {}
@@ -29,7 +31,9 @@ def artifacts(state: EmulatorState, run: Run, step: int | None = None) -> dict[s
     results = run.job.run_results if run.job.run_results is not None else failed_run_results(run, finished)
     metadata: Json = {"dbt_schema_version": MANIFEST_SCHEMA, "generated_at": finished, "invocation_id": str(run.id)}
     manifest = {"metadata": metadata} | fields({}, "nodes sources macros exposures metrics")
-    return {"manifest.json": json.dumps(manifest).encode(), "run_results.json": json.dumps(results).encode()}
+    files: dict[str, bytes | Streamed] = {"manifest.json": json.dumps(manifest).encode()}
+    files["run_results.json"] = json.dumps(results).encode()
+    return files | {path: Streamed(size) for path, size in run.job.artifact_sizes.items()}
 
 
 def list_artifacts(state: EmulatorState, req: Request) -> Json:
@@ -38,7 +42,7 @@ def list_artifacts(state: EmulatorState, req: Request) -> Json:
     return api.ok(names or None)
 
 
-def get_artifact(state: EmulatorState, req: Request) -> bytes:
+def get_artifact(state: EmulatorState, req: Request) -> bytes | Streamed:
     q = api.parse_query(req.query, _QUERY)
     files = artifacts(state, state.run(req.account, req.params["run"]), q.get("step"))
     if req.params["path"] not in files:
@@ -46,7 +50,7 @@ def get_artifact(state: EmulatorState, req: Request) -> bytes:
     return files[req.params["path"]]
 
 
-def job_artifact(state: EmulatorState, req: Request) -> bytes:
+def job_artifact(state: EmulatorState, req: Request) -> bytes | Streamed:
     """The file from the job's latest run that has it."""
     q = api.parse_query(req.query, _QUERY)
     for run in reversed(state.job_runs.get(state.job(req.account, req.params["job"]).job_id, [])):
