@@ -61,7 +61,7 @@ def check_args(task_id: str, **given: tuple[Any, str]) -> None:
         if value is None or type(value).__name__.endswith("XComArg") or (isinstance(value, str) and "{{" in value):
             continue
         types, words = _KINDS[kind]
-        bad = isinstance(value, bool) and bool not in types or not isinstance(value, types)
+        bad = (isinstance(value, bool) and bool not in types) or not isinstance(value, types)
         if kind == "seconds" and not bad and (value.total_seconds() if isinstance(value, timedelta) else value) < 0:
             bad = True
         if kind == "list" and not bad and not all(isinstance(item, str) for item in value):
@@ -97,7 +97,7 @@ class RunWaitMixin(_Base):
     run_url: str | None = None
     failure_exception: type[Exception] = AirflowException
     #: Keyword arguments of the hook (the official ``hook_params``): timeouts and retries of this task's calls.
-    hook_params: dict[str, Any] = {}  # noqa: RUF012 (replaced, never mutated)
+    hook_params: dict[str, Any] = {}
 
     @cached_property
     def hook(self) -> DbtCloudHook:

@@ -558,5 +558,7 @@ def status_codes(task_id: str, value: Any) -> frozenset[int] | None:
     codes = [value] if isinstance(value, int) and not isinstance(value, bool) else value
     valid = {status.value for status in DbtCloudJobRunStatus if isinstance(status.value, int)}
     if not isinstance(codes, list | tuple | set | frozenset) or not all(code in valid for code in codes):
-        raise TypeError(f"{task_id}: status_filter must be a status code or a list of them {sorted(valid)}; got {value!r}.")
+        raise TypeError(
+            f"{task_id}: status_filter must be a status code or a list of them {sorted(valid)}; got {value!r}."
+        )
     return frozenset(codes)

@@ -25,7 +25,7 @@ class DbtCloudRunSensor(RunWaitMixin, BaseSensorOperator):
 
     template_fields: Sequence[str] = ("run_id", "dbt_cloud_conn_id", "account_id")
     operator_extra_links = (DbtCloudRunLink(),)
-    failure_exception = AirflowFailException
+    failure_exception: type[Exception] = AirflowFailException
 
     def __init__(
         self,
@@ -83,9 +83,10 @@ class DbtCloudRunSensor(RunWaitMixin, BaseSensorOperator):
         """A sensor watches: at its timeout it fails as a sensor does, and never cancels the run."""
         raise AirflowSensorTimeout(event.message)
 
-    def execute_complete(self, context: Context, event: dict[str, Any] | None = None) -> None:
+    def execute_complete(self, context: Context, event: dict[str, Any] | None = None) -> int | None:
         """Resume after the trigger's event (see :meth:`RunWaitMixin.finish_wait`)."""
         super().execute_complete(context, event)
+        return None
 
 
 class DbtCloudJobRunSensor(DbtCloudRunSensor):
@@ -122,6 +123,6 @@ class DbtCloudJobRunSensor(DbtCloudRunSensor):
             **kwargs,
         )
 
-    def execute_complete(self, context: Context, event: dict[str, Any] | None = None) -> int:
+    def execute_complete(self, context: Context, event: dict[str, Any] | None = None) -> int | None:
         """Resume after the trigger's event; returns the run id, as the official does."""
         return int(RunWaitMixin.execute_complete(self, context, event))
