@@ -28,7 +28,7 @@ from .api.credentials import validate_id
 from .api.errors import DbtCloudError
 from .api.events import RunEvent
 from .api.reporting import progress_line, run_url
-from .hooks import DbtCloudHook, DbtCloudJobRunException, DbtCloudJobRunStatus
+from .hooks import DbtCloudHook, DbtCloudJobRunException, DbtCloudJobRunStatus, DbtCloudResourceLookupError
 from .links import DbtCloudRunJobOperatorLink, DbtCloudRunLink
 
 if TYPE_CHECKING:
@@ -201,9 +201,12 @@ class RunDbtCloudJobOperator(RunWaitMixin, BaseOperator):
     def _resolve_job_id(self, client: DbtCloudClient) -> int:
         if self.job_id not in (None, ""):
             return validate_id(self.job_id, "job_id")
-        from .api.official import find_job  # requests: not at DAG parse
+        from .api.official import DbtCloudLookupError, find_job  # requests: not at DAG parse
 
-        job = find_job(client, str(self.project_name), str(self.environment_name), str(self.job_name))
+        try:
+            job = find_job(client, str(self.project_name), str(self.environment_name), str(self.job_name))
+        except DbtCloudLookupError as error:  # the official's exception type; the message names the candidates
+            raise DbtCloudResourceLookupError(str(error)) from None
         self.log.info("Job %r in %s/%s is job %s.", self.job_name, self.project_name, self.environment_name, job["id"])
         return int(job["id"])
 

@@ -142,8 +142,10 @@ def test_job_by_name_that_matches_several_names_the_candidates(
             "DbtCloudRunJobOperator", project_name="analytics", environment_name="prod", job_name="nightly", retries=0
         )
     assert ti.state == "failed" and not emulator.runs
-    assert "2 dbt Cloud jobs are named exactly 'nightly' in environment 'prod' in project 'analytics' (ids 26, 27)" in (
-        output(capfd, caplog)
+    text = output(capfd, caplog)
+    assert "DbtCloudResourceLookupError" in text  # the official's exception type
+    assert (
+        "2 dbt Cloud jobs are named exactly 'nightly' in environment 'prod' in project 'analytics' (ids 26, 27)" in text
     )
 
 
