@@ -55,6 +55,26 @@ _HOW = {
     "reused": "reusing run %s of the job, which is still going (%s); not triggering (reuse_existing_run).",
 }
 
+#: The type kind of each parameter, checked when the DAG is parsed (see ``_tasks.check_args``).
+_ARG_KINDS = {
+    "job_id": "id",
+    "project_name": "text",
+    "environment_name": "text",
+    "job_name": "text",
+    "account_id": "id",
+    "cause": "text",
+    "steps_override": "list",
+    "schema_override": "text",
+    "data": "dict",
+    "wait_for_termination": "bool",
+    "deferrable": "bool",
+    "poll_interval": "seconds",
+    "timeout": "seconds",
+    "cancel_on_timeout": "bool",
+    "retry_from_failure": "bool",
+    "reuse_existing_run": "bool",
+}
+
 
 def _as_int(value: Any) -> Any:
     """Rendered templates are strings: turn digits back into the integer dbt Cloud expects."""
@@ -149,25 +169,8 @@ class RunDbtCloudJobOperator(RunWaitMixin, BaseOperator):
         super().__init__(**kwargs)
         if job_id is None and not (project_name and environment_name and job_name):
             raise ValueError(f"{self.task_id}: give job_id, or all of project_name, environment_name and job_name.")
-        check_args(
-            self.task_id,
-            job_id=(job_id, "id"),
-            project_name=(project_name, "text"),
-            environment_name=(environment_name, "text"),
-            job_name=(job_name, "text"),
-            account_id=(account_id, "id"),
-            cause=(cause, "text"),
-            steps_override=(steps_override, "list"),
-            schema_override=(schema_override, "text"),
-            data=(data, "dict"),
-            wait_for_termination=(wait_for_termination, "bool"),
-            deferrable=(deferrable, "bool"),
-            poll_interval=(poll_interval, "seconds"),
-            timeout=(timeout, "seconds"),
-            cancel_on_timeout=(cancel_on_timeout, "bool"),
-            retry_from_failure=(retry_from_failure, "bool"),
-            reuse_existing_run=(reuse_existing_run, "bool"),
-        )
+        given = locals()
+        check_args(self.task_id, **{name: (given[name], kind) for name, kind in _ARG_KINDS.items()})
         self.hook_params = check_hook_params(self.task_id, hook_params)
         self.dbt_cloud_conn_id = dbt_cloud_conn_id
         self.job_id = job_id
@@ -247,9 +250,9 @@ class RunDbtCloudJobOperator(RunWaitMixin, BaseOperator):
         it (``dag.test()`` replaces the resume arguments with the event), the execution timeout is taken to be
         the binding limit when it ends before ``timeout`` does."""
         if cancel_on_timeout is None:
-            limit = seconds(self.execution_timeout)
-            binding = limit is not None and (self.timeout is None or limit - EXECUTION_TIMEOUT_MARGIN < self.timeout)
-            cancel_on_timeout = self.cancel_on_timeout or binding
+            cancel_on_timeout = (
+                self.cancel_on_timeout or wait_timeout(self.timeout, seconds(self.execution_timeout), None)[1]
+            )
         self.cancel_on_timeout = cancel_on_timeout
         return super().execute_complete(context, event)
 
