@@ -23,7 +23,7 @@ from bench.config import REPO
 from bench.context import Bench
 from bench.emulator import Emulator
 from bench.report import machine, render
-from bench.scenarios import capacity, faults, scale, waiting
+from bench.scenarios import artifact, capacity, faults, imports, scale, waiting
 
 #: In run order. The capacity section has no run of its own: it is derived from the waiting scenario.
 SCENARIOS: dict[str, Callable[[Bench], None]] = {
@@ -31,6 +31,8 @@ SCENARIOS: dict[str, Callable[[Bench], None]] = {
     "faults": faults.run,
     "stress": faults.run_stress,
     "scale": scale.run,
+    "imports": imports.run,
+    "artifact": artifact.run,
 }
 ONLY_OUT = Path(tempfile.gettempdir()) / "dbt-cloud-bench" / "RESULTS.md"
 
@@ -106,7 +108,7 @@ def main(argv: list[str]) -> int:
             shutil.rmtree(workdir, ignore_errors=True)
     elapsed = time.monotonic() - t0
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(render(bench.results, bench.scale, args, started, elapsed))
+    out.write_text(render(bench.results, bench.scale, args, started, elapsed, bench.extra or None))
     data = {
         "args": vars(args),
         "machine": machine(),
@@ -114,6 +116,7 @@ def main(argv: list[str]) -> int:
         "results": bench.results,
         "max_concurrency": capacity.max_concurrency(bench.results),
         "scale_check": bench.scale,
+        **({"extra": bench.extra} if bench.extra else {}),
     }
     out.with_suffix(".json").write_text(json.dumps(data, indent=1, default=str))
     print(f"[bench] wrote {out} and {out.with_suffix('.json')} in {elapsed / 60:.1f} min", flush=True)

@@ -18,6 +18,7 @@ class Bench:
     workdir: Path
     results: list[dict[str, Any]] = field(default_factory=list)  # one per side x scenario, in run order
     scale: dict[str, Any] | None = None  # the live large-N check
+    extra: dict[str, Any] = field(default_factory=dict)  # further scenarios' figures, by name ("artifact", ...)
 
     def add(self, result: dict[str, Any]) -> None:
         self.results.append(result)

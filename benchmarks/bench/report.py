@@ -10,7 +10,7 @@ from importlib.metadata import version
 from pathlib import Path
 from typing import Any
 
-from .scenarios import capacity, faults, scale, waiting
+from .scenarios import artifact, capacity, faults, imports, scale, waiting
 from .table import Target
 
 
@@ -38,13 +38,20 @@ def machine() -> dict[str, str]:
 
 
 def targets(
-    results: list[dict[str, Any]], conc: dict[str, Any], live: dict[str, Any] | None, target_n: int
+    results: list[dict[str, Any]],
+    conc: dict[str, Any],
+    live: dict[str, Any] | None,
+    target_n: int,
+    extra: dict[str, Any] | None = None,
 ) -> list[Target]:
+    extra = extra or {}
     return [
         *waiting.targets(results, target_n),
         *capacity.targets(conc),
         *scale.targets(live),
         faults.target(results),
+        *imports.targets(extra.get("imports")),
+        *artifact.targets(extra.get("artifact")),
     ]
 
 
@@ -92,20 +99,23 @@ def render(
     args: argparse.Namespace,
     started: float,
     elapsed: float,
+    extra: dict[str, Any] | None = None,
 ) -> str:
-    """The whole Markdown report."""
+    """The whole Markdown report; ``extra`` holds the figures of the imports and artifact scenarios."""
     conc = capacity.max_concurrency(results)
     info = machine()
     lines = header(args, info, started, elapsed)
     lines += ["", f"## Targets (N = {args.target_n}, measured in this run)", ""]
     lines += ["| target | result | figures |", "|---|---|---|"]
-    for name, ok, detail in targets(results, conc, live, args.target_n):
+    for name, ok, detail in targets(results, conc, live, args.target_n, extra):
         lines.append(f"| {name} | {'PASS' if ok else 'FAIL'} | {detail} |")
     lines += waiting.render(results)
     lines += faults.render(results)
     lines += faults.render_stress(results)
     lines += capacity.render(conc)
     lines += scale.render(live)
+    lines += imports.render((extra or {}).get("imports"))
+    lines += artifact.render((extra or {}).get("artifact"))
     lines += capacity.FOOTNOTE
     lines += notes(info)
     return "\n".join(lines) + "\n"

@@ -1,9 +1,11 @@
-"""This project's side: ``airflow_dbt_cloud_dlt.triggers.DbtCloudRunTrigger`` on httpx."""
+"""This project's side: ``airflow_dbt_cloud_dlt.triggers.DbtCloudRunTrigger`` on httpx, as the official-named
+``DbtCloudRunJobOperator`` and ``DbtCloudJobRunSensor`` hand it to the triggerer when they defer."""
 
 from __future__ import annotations
 
 import os
 import ssl
+from typing import Any
 
 import httpx
 
@@ -11,13 +13,30 @@ import httpx
 # triggerer has loaded long before.
 import airflow_dbt_cloud_dlt.api.poller
 import airflow_dbt_cloud_dlt.hooks  # noqa: F401
+from airflow_dbt_cloud_dlt.operators import DbtCloudRunJobOperator
+from airflow_dbt_cloud_dlt.sensors import DbtCloudJobRunSensor
 from airflow_dbt_cloud_dlt.triggers import DbtCloudRunTrigger
 
 from ..config import ACCOUNT, CONN_ID
 
 
 def make_trigger(run_id: int, poll: float, timeout: float) -> DbtCloudRunTrigger:
-    return DbtCloudRunTrigger(CONN_ID, run_id, account_id=ACCOUNT, poll_interval=poll, timeout=timeout)
+    """The trigger that a deferring official-named task hands over: the operator for even run ids, the
+    sensor for odd ones (``defer_wait`` is the step of their ``execute`` that defers)."""
+    common: dict[str, Any] = {"dbt_cloud_conn_id": CONN_ID, "account_id": ACCOUNT, "deferrable": True}
+    task: Any
+    if run_id % 2 == 0:
+        task = DbtCloudRunJobOperator(task_id=f"run_{run_id}", job_id=1, check_interval=poll, **common)
+    else:
+        task = DbtCloudJobRunSensor(task_id=f"wait_{run_id}", run_id=run_id, poke_interval=poll, **common)
+    try:
+        task.defer_wait(run_id, poll_interval=poll, timeout=timeout)
+    except Exception as deferred:  # TaskDeferred, under its Airflow 2 or Airflow 3 name
+        trigger = getattr(deferred, "trigger", None)
+        if isinstance(trigger, DbtCloudRunTrigger):
+            return trigger
+        raise
+    raise AssertionError("the task did not defer")
 
 
 async def warm_up(host: str) -> None:
