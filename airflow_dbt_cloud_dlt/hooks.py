@@ -26,8 +26,6 @@ from functools import cache, cached_property, wraps
 from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import urlsplit, urlunsplit
 
-from airflow.providers.common.compat.connection import get_async_connection, get_async_extra_dejson
-
 from ._compat import AirflowException, BaseHook, mask_secret
 from .api.credentials import DbtCloudCredentials, credentials_from_mapping, validate_id
 from .api.errors import DbtCloudConfigError, DbtCloudError
@@ -333,6 +331,9 @@ class DbtCloudHook(BaseHook):
             raise
 
     async def _read_credentials(self) -> DbtCloudCredentials:
+        # only triggers read connections this way: not imported at DAG parse
+        from airflow.providers.common.compat.connection import get_async_connection, get_async_extra_dejson
+
         conn = await get_async_connection(self.dbt_cloud_conn_id)
         # Connections fetched this way are already masked; a sync mask call here would block the loop.
         return connection_to_credentials(conn, await get_async_extra_dejson(conn), self.account_id)

@@ -12,8 +12,6 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-import tomllib
-
 from .errors import DbtCloudConfigError
 
 DEFAULT_HOST = "cloud.getdbt.com"
@@ -191,6 +189,8 @@ def _read_toml_section(path: Path) -> dict[str, Any]:
     if not path.is_file():
         return {}
     with path.open("rb") as handle:
+        import tomllib  # only when a dlt TOML file is read: not at DAG parse
+
         section = tomllib.load(handle).get(CONFIG_SECTION, {})
     return dict(section) if isinstance(section, Mapping) else {}
 
