@@ -48,7 +48,9 @@ def main(argv: list[str]) -> int:
     operator.execute({})  # type: ignore[arg-type]
     seconds, after = time.monotonic() - started, max_rss_mb()
     size = Path(args.out).stat().st_size
-    print(json.dumps({"side": args.side, "rss_before_mb": before, "rss_peak_mb": after, "seconds": seconds, "size": size}))
+    print(
+        json.dumps({"side": args.side, "rss_before_mb": before, "rss_peak_mb": after, "seconds": seconds, "size": size})
+    )
     return 0
 
 

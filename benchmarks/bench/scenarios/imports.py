@@ -48,7 +48,13 @@ def run(bench: Bench) -> None:
         times = []
         for _ in range(repeats + 1):  # the first fills the bytecode cache of the module
             done = subprocess.run(
-                [sys.executable, "-c", code], env=env, cwd=REPO, capture_output=True, text=True, timeout=300, check=False
+                [sys.executable, "-c", code],
+                env=env,
+                cwd=REPO,
+                capture_output=True,
+                text=True,
+                timeout=300,
+                check=False,
             )
             if done.returncode != 0:
                 raise RuntimeError(f"importing {MODULES[side]} failed:\n{done.stderr[-3000:]}")

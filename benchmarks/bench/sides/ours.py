@@ -9,6 +9,11 @@ from typing import Any
 
 import httpx
 
+try:
+    from airflow.sdk.exceptions import TaskDeferred
+except ImportError:  # Airflow 2.11
+    from airflow.exceptions import TaskDeferred  # type: ignore[no-redef,attr-defined,unused-ignore]
+
 # Warm-up outside the measured window: modules that the trigger imports lazily, which a long-lived
 # triggerer has loaded long before.
 import airflow_dbt_cloud_dlt.api.poller
@@ -31,11 +36,9 @@ def make_trigger(run_id: int, poll: float, timeout: float) -> DbtCloudRunTrigger
         task = DbtCloudJobRunSensor(task_id=f"wait_{run_id}", run_id=run_id, poke_interval=poll, **common)
     try:
         task.defer_wait(run_id, poll_interval=poll, timeout=timeout)
-    except Exception as deferred:  # TaskDeferred, under its Airflow 2 or Airflow 3 name
-        trigger = getattr(deferred, "trigger", None)
-        if isinstance(trigger, DbtCloudRunTrigger):
-            return trigger
-        raise
+    except TaskDeferred as deferred:
+        assert isinstance(deferred.trigger, DbtCloudRunTrigger)
+        return deferred.trigger
     raise AssertionError("the task did not defer")
 
 
