@@ -339,10 +339,13 @@ class DbtCloudHook(BaseHook):
         return connection_to_credentials(conn, await get_async_extra_dejson(conn), self.account_id)
 
     def get_conn(self) -> DbtCloudClient:
-        """A sync API client (one ``requests.Session``); close it when done."""
+        """A sync API client (one ``requests.Session``); close it when done. The hook's ``timeout_seconds`` and
+        retry settings apply to it when they are given (an operator's ``hook_params``)."""
         from .api.client import DbtCloudClient  # requests costs ~0.1 s, and DAG parsing imports this module
 
-        return DbtCloudClient(self.credentials)
+        default_retries = (self.retry_limit, self.retry_delay, self.retry_args) == (1, 1.0, None)
+        credentials = self._for_official(self.credentials, None)
+        return DbtCloudClient(credentials, retry=None if default_retries else self.retry_policy)
 
     async def get_async_client(self) -> AsyncDbtCloudClient:
         """An async API client over the process's pooled HTTP connections."""

@@ -322,3 +322,12 @@ def test_a_bad_rendered_value_is_refused_before_any_request(emulator: Any) -> No
     ti = run_official("DbtCloudRunJobOperator", job_id="{{ 'sixty-one' }}", retries=0)
     assert ti.state == "failed"
     assert emulator.request_count() == 0
+
+
+def test_hook_params_reach_the_client_of_the_task(emulator: Any) -> None:
+    emulator.add_job(JobScript(job_id=71, run_seconds=0.2))
+    operator = DbtCloudRunJobOperator(task_id="t", job_id=71, hook_params={"timeout_seconds": 7, "retry_limit": 9})
+    with operator.hook.get_conn() as client:
+        assert client.credentials.timeout == 7.0 and client.retry.max_attempts == 9
+    with DbtCloudRunJobOperator(task_id="u", job_id=71).hook.get_conn() as client:
+        assert client.credentials.timeout != 7.0 and client.retry.max_attempts == 5
