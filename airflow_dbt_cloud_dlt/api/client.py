@@ -125,18 +125,11 @@ class DbtCloudClient(BaseClient):
                 return self._send_once(request)
         raise AssertionError("unreachable")  # pragma: no cover
 
-    def _paged(self, build: Callable[[int], ApiRequest], limit: int | None) -> Iterator[dict[str, Any]]:
-        offset, seen = 0, 0
-        while True:
-            items, total = core.page_items(self.send(build(offset)))
-            for item in items:
-                if limit is not None and seen >= limit:
-                    return
-                seen += 1
-                yield item
-            offset += len(items)
-            if not items or (total is not None and offset >= total) or len(items) < core.MAX_PAGE_SIZE:
-                return
+    def _paged(
+        self, build: Callable[[int], ApiRequest], limit: int | None, page_size: int = core.MAX_PAGE_SIZE
+    ) -> Iterator[dict[str, Any]]:
+        what = build(0).what
+        return _base.paginate(lambda offset: self.send(build(offset)), what, limit=limit, page_size=page_size)
 
     # --- runs -------------------------------------------------------------------------------------
 
@@ -154,6 +147,7 @@ class DbtCloudClient(BaseClient):
             self._paged(
                 lambda offset: core.list_runs(self.account_id, limit=page, offset=offset, order_by=order_by, **filters),
                 limit,
+                page,
             )
         )
 

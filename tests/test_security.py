@@ -1,0 +1,332 @@
+"""Issue 12, part 3 (security and bad input), in the API layer: each test failed before its fix.
+
+Hostile answers come from a tiny stdlib HTTP server on loopback (no mocks of the client).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import threading
+import time
+from collections.abc import Callable, Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import pytest
+from conftest import ACCOUNT_ID, TOKEN
+
+from airflow_dbt_cloud_dlt.api import core
+from airflow_dbt_cloud_dlt.api.aio import AsyncDbtCloudClient
+from airflow_dbt_cloud_dlt.api.client import DbtCloudClient
+from airflow_dbt_cloud_dlt.api.core import RetryPolicy
+from airflow_dbt_cloud_dlt.api.credentials import credentials_from_mapping
+from airflow_dbt_cloud_dlt.api.errors import (
+    DbtCloudBadResponseError,
+    DbtCloudConfigError,
+    DbtCloudError,
+    DbtCloudServerError,
+)
+from airflow_dbt_cloud_dlt.api.waiting import wait_for_run
+
+#: What the hostile server answers: (status, body bytes, seconds between bytes or 0).
+Answer = tuple[int, bytes, float]
+NO_WAIT = RetryPolicy(max_attempts=3, initial_wait=0.01, max_wait=0.01)
+
+
+class Hostile:
+    """A loopback HTTP server whose every answer comes from ``answer(path)``; it counts requests."""
+
+    def __init__(self, answer: Callable[[str], Answer]) -> None:
+        self.answer, self.paths = answer, []
+        hostile = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, format: str, *args: Any) -> None:
+                pass
+
+            def do_GET(self) -> None:
+                hostile.paths.append(self.path)
+                status, body, drip = hostile.answer(self.path)
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                if not drip:
+                    self.wfile.write(body)
+                    return
+                for byte in body:
+                    self.wfile.write(bytes([byte]))
+                    self.wfile.flush()
+                    time.sleep(drip)
+
+            do_POST = do_GET
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        threading.Thread(target=self.server.serve_forever, args=(0.05,), daemon=True).start()
+
+    @property
+    def credentials(self) -> dict[str, Any]:
+        port = self.server.server_address[1]
+        return {"api_token": TOKEN, "account_id": ACCOUNT_ID, "base_url": f"http://127.0.0.1:{port}", "timeout": 5}
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture
+def hostile() -> Iterator[Callable[[Callable[[str], Answer]], Hostile]]:
+    servers: list[Hostile] = []
+
+    def start(answer: Callable[[str], Answer]) -> Hostile:
+        servers.append(Hostile(answer))
+        return servers[-1]
+
+    yield start
+    for server in servers:
+        server.close()
+
+
+def _json(value: Any, status: int = 200) -> Callable[[str], Answer]:
+    body = value if isinstance(value, bytes) else json.dumps(value).encode()
+    return lambda path: (status, body, 0.0)
+
+
+DEEP = b"[" * 100_000 + b"]" * 100_000
+
+# --- 2. malformed answers raise typed errors, and are retried where safe ------------------------------
+
+MALFORMED_RUNS: dict[str, Any] = {
+    "data null": {"data": None},
+    "data list": {"data": [1, 2]},
+    "data string": {"data": "run"},
+    "data number": {"data": 7},
+    "id 7.9": {"data": {"id": 7.9, "status": 10}},
+    "id true": {"data": {"id": True, "status": 10}},
+    "run_steps a string": {"data": {"id": 7, "status": 10, "run_steps": "steps"}},
+    "run_steps of numbers": {"data": {"id": 7, "status": 10, "run_steps": [1, 2]}},
+    "extra a list": {"data": {"id": 7, "status": 10}, "extra": []},
+    "deeply nested": DEEP,
+}
+
+
+@pytest.mark.parametrize("body", MALFORMED_RUNS.values(), ids=MALFORMED_RUNS.keys())
+def test_malformed_run_is_a_typed_error_and_retried(hostile: Any, body: Any) -> None:
+    server = hostile(_json(body))
+    with DbtCloudClient(server.credentials, retry=NO_WAIT) as client, pytest.raises(DbtCloudBadResponseError) as caught:
+        client.get_run(7)
+    assert "malformed" in str(caught.value) or "JSON envelope" in str(caught.value)
+    assert len(server.paths) == 3  # a GET: retried like a 5xx
+
+
+@pytest.mark.parametrize("body", MALFORMED_RUNS.values(), ids=MALFORMED_RUNS.keys())
+def test_malformed_run_is_a_typed_error_async(hostile: Any, body: Any) -> None:
+    server = hostile(_json(body))
+
+    async def read() -> None:
+        await AsyncDbtCloudClient(server.credentials, retry=NO_WAIT).get_run(7)
+
+    with pytest.raises(DbtCloudBadResponseError):
+        asyncio.run(read())
+
+
+MALFORMED_LISTS: dict[str, Any] = {
+    "total_count not a number": {"data": [{"id": 1}], "extra": {"pagination": {"total_count": "many"}}},
+    "extra a string": {"data": [{"id": 1}], "extra": "x"},
+    "pagination a list": {"data": [{"id": 1}], "extra": {"pagination": []}},
+    "items not objects": {"data": [1, "two"]},
+    "item id 7.9": {"data": [{"id": 7.9}]},
+    "data an object": {"data": {"id": 1}},
+}
+
+
+@pytest.mark.parametrize("body", MALFORMED_LISTS.values(), ids=MALFORMED_LISTS.keys())
+def test_malformed_list_is_a_typed_error(hostile: Any, body: Any) -> None:
+    server = hostile(_json(body))
+    with DbtCloudClient(server.credentials, retry=NO_WAIT) as client:
+        with pytest.raises(DbtCloudBadResponseError):
+            client.list_jobs()
+        with pytest.raises(DbtCloudBadResponseError):
+            client.list_runs(job_definition_id=1)
+
+
+def test_deeply_nested_500_is_a_retried_server_error(hostile: Any) -> None:
+    server = hostile(_json(DEEP, status=500))
+    with DbtCloudClient(server.credentials, retry=NO_WAIT) as client, pytest.raises(DbtCloudServerError):
+        client.get_run(7)
+    assert len(server.paths) == 3
+
+
+def test_malformed_trigger_answer_is_typed_and_not_retried(hostile: Any) -> None:
+    server = hostile(_json({"data": {"id": True}}))
+    with DbtCloudClient(server.credentials, retry=NO_WAIT) as client, pytest.raises(DbtCloudBadResponseError):
+        client.trigger_job_run(1, {})
+    assert len(server.paths) == 1  # a trigger may have started a run: never sent twice
+
+
+# --- 3. pagination ends ------------------------------------------------------------------------------
+
+
+def _full_pages(lying_total: bool = False, fresh_ids: bool = True) -> Callable[[str], Answer]:
+    counter = iter(range(1, 10**9))
+
+    def answer(path: str) -> Answer:
+        ids = [next(counter) if fresh_ids else n for n in range(1, 101)]
+        extra = {"pagination": {"total_count": 10**9 if lying_total else None, "count": 100}}
+        return 200, json.dumps({"data": [{"id": i, "name": f"j{i}"} for i in ids], "extra": extra}).encode(), 0.0
+
+    return answer
+
+
+def test_pagination_stops_on_repeated_ids(hostile: Any) -> None:
+    server = hostile(_full_pages(fresh_ids=False))
+    with DbtCloudClient(server.credentials, retry=NO_WAIT) as client:
+        jobs = client.list_jobs()
+    assert len(jobs) == 100 and len(server.paths) == 2
+
+
+def test_pagination_stops_at_the_page_cap(hostile: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(core, "MAX_PAGES", 5)
+    server = hostile(_full_pages(lying_total=True))
+    stopped = "kept answering full pages of jobs: the listing stopped"
+    with (
+        DbtCloudClient(server.credentials, retry=NO_WAIT) as client,
+        pytest.raises(DbtCloudBadResponseError, match=stopped),
+    ):
+        client.list_jobs()
+    assert len(server.paths) == 5
+
+
+def test_default_page_cap_is_finite() -> None:
+    walk = core.PageWalk("jobs")
+    assert core.MAX_PAGES == 1000
+    for page in range(999):
+        walk.take({"data": [{"id": page * 100 + i} for i in range(100)]})
+    with pytest.raises(DbtCloudBadResponseError, match="after 1000 pages"):
+        walk.take({"data": [{"id": 10**6 + i} for i in range(100)]})
+
+
+def test_pagination_stops_on_a_short_page(hostile: Any) -> None:
+    body = {"data": [{"id": i} for i in range(1, 31)], "extra": {"pagination": {"total_count": 10**6}}}
+    server = hostile(_json(body))
+    with DbtCloudClient(server.credentials, retry=NO_WAIT) as client:
+        assert len(client.list_jobs()) == 30
+    assert len(server.paths) == 1
+
+
+def test_async_paginate_stops(hostile: Any) -> None:
+    from airflow_dbt_cloud_dlt.api._base import apaginate
+
+    server = hostile(_full_pages(fresh_ids=False))
+
+    async def listing() -> list[Any]:
+        client = AsyncDbtCloudClient(server.credentials, retry=NO_WAIT)
+        return [
+            item
+            async for item in apaginate(lambda offset: client.send(core.list_jobs(ACCOUNT_ID, offset=offset)), "jobs")
+        ]
+
+    assert len(asyncio.run(listing())) == 100
+
+
+# --- 5. verify and timeout ---------------------------------------------------------------------------
+
+BASE = {"api_token": TOKEN, "account_id": 1}
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        (True, True),
+        (False, False),
+        ("true", True),
+        ("FALSE", False),
+        ("1", True),
+        ("0", False),
+        ("yes", True),
+        ("no", False),
+        ("on", True),
+        ("off", False),
+        ("", True),
+        (None, True),
+    ],
+)
+def test_verify_words(value: Any, expected: bool) -> None:
+    assert credentials_from_mapping({**BASE, "verify": value}).verify is expected
+
+
+def test_verify_empty_env_means_the_same_in_both_transports(monkeypatch: pytest.MonkeyPatch) -> None:
+    from airflow_dbt_cloud_dlt.api import aio
+    from airflow_dbt_cloud_dlt.api.credentials import credentials_from_environment
+
+    monkeypatch.setenv("DBT_CLOUD__API_TOKEN", TOKEN)
+    monkeypatch.setenv("DBT_CLOUD__VERIFY", "")
+    creds = credentials_from_environment()
+    assert creds.verify is True  # requests verifies on True; httpx gets a verifying context
+    assert aio._ssl_context(creds.verify) is not False
+
+
+def test_verify_ca_bundle_path(tmp_path: Path) -> None:
+    bundle = tmp_path / "ca.pem"
+    bundle.write_text("x")
+    assert credentials_from_mapping({**BASE, "verify": str(bundle)}).verify == str(bundle)
+
+
+@pytest.mark.parametrize("value", [0, 0.0, [], 1, "maybe", "/no/such/ca.pem", "."])
+def test_verify_rejects_the_rest(value: Any) -> None:
+    with pytest.raises(DbtCloudConfigError, match=r"Invalid verify .*true or false"):
+        credentials_from_mapping({**BASE, "verify": value})
+
+
+@pytest.mark.parametrize("value", ["inf", float("inf"), float("nan"), "nan", -1, "-5", 0, "0", "soon", True])
+def test_timeout_must_be_finite_and_positive(value: Any) -> None:
+    with pytest.raises(DbtCloudConfigError, match="Invalid timeout"):
+        credentials_from_mapping({**BASE, "timeout": value})
+
+
+def test_timeout_default_and_values() -> None:
+    assert credentials_from_mapping({**BASE, "timeout": ""}).timeout == 30.0
+    assert credentials_from_mapping({**BASE, "timeout": "2.5"}).timeout == 2.5
+
+
+# --- 10. a poll interval of 0 is clamped -------------------------------------------------------------
+
+
+def test_zero_poll_interval_is_clamped(hostile: Any) -> None:
+    server = hostile(_json({"data": {"id": 7, "status": 3}}))
+    with DbtCloudClient(server.credentials, retry=NO_WAIT) as client, pytest.raises(DbtCloudError):
+        wait_for_run(client, 7, poll_interval=0, timeout=1.0)
+    assert len(server.paths) <= 1.0 / core.MIN_POLL_INTERVAL + 2
+
+
+def test_poll_interval_must_be_finite() -> None:
+    with pytest.raises(DbtCloudConfigError, match="Invalid poll interval"):
+        core.clamp_poll_interval(float("nan"))
+
+
+# --- 11. a non-ASCII token ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("token", ["dbtc_tokén-secret", "dbtc_\u200bsecret", "dbtc_\x00secret"])
+def test_non_ascii_token_is_rejected_without_echo(token: str) -> None:
+    with pytest.raises(DbtCloudConfigError, match="not printable ASCII") as caught:
+        credentials_from_mapping({**BASE, "api_token": token})
+    assert "secret" not in str(caught.value) and "secret" not in repr(caught.value.args)
+
+
+# --- 12. repr hides proxy passwords ------------------------------------------------------------------
+
+
+def test_repr_hides_proxy_password_and_token() -> None:
+    creds = credentials_from_mapping(
+        {**BASE, "proxies": {"https": "http://user:s3cr3t-pw@proxy:3128", "http": "http://proxy:3128"}}
+    )
+    shown = repr(creds)
+    assert "s3cr3t-pw" not in shown and TOKEN not in shown
+    assert "http://user:***@proxy:3128" in shown and "http://proxy:3128" in shown
+    assert creds.proxies == {"https": "http://user:s3cr3t-pw@proxy:3128", "http": "http://proxy:3128"}
