@@ -330,3 +330,14 @@ def test_repr_hides_proxy_password_and_token() -> None:
     assert "s3cr3t-pw" not in shown and TOKEN not in shown
     assert "http://user:***@proxy:3128" in shown and "http://proxy:3128" in shown
     assert creds.proxies == {"https": "http://user:s3cr3t-pw@proxy:3128", "http": "http://proxy:3128"}
+
+
+# --- 7. Python 3.11 is what the package needs (tomllib, TimeoutError) ---------------------------------
+
+
+def test_declares_python_311() -> None:
+    import tomllib
+
+    project = tomllib.loads((Path(__file__).parent.parent / "pyproject.toml").read_text())
+    assert project["project"]["requires-python"] == ">=3.11"
+    assert project["tool"]["ruff"]["target-version"] == "py311"
