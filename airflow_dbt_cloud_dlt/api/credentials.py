@@ -8,12 +8,11 @@ import json
 import math
 import os
 import re
+import tomllib
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
-
-import tomllib
 
 from .errors import DbtCloudConfigError
 
