@@ -25,6 +25,7 @@ from airflow_dbt_cloud_dlt.api.credentials import credentials_from_mapping
 from airflow_dbt_cloud_dlt.api.errors import (
     DbtCloudBadResponseError,
     DbtCloudConfigError,
+    DbtCloudConnectionError,
     DbtCloudError,
     DbtCloudServerError,
 )
@@ -40,6 +41,7 @@ class Hostile:
 
     def __init__(self, answer: Callable[[str], Answer]) -> None:
         self.answer, self.paths = answer, []
+        self.chunked_body = b""
         hostile = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -50,6 +52,15 @@ class Hostile:
 
             def do_GET(self) -> None:
                 hostile.paths.append(self.path)
+                if hostile.chunked_body:  # no Content-Length: the client learns the size only by reading
+                    self.send_response(200)
+                    self.send_header("Transfer-Encoding", "chunked")
+                    self.end_headers()
+                    for start in range(0, len(hostile.chunked_body), 16384):
+                        piece = hostile.chunked_body[start : start + 16384]
+                        self.wfile.write(b"%x\r\n%s\r\n" % (len(piece), piece))
+                    self.wfile.write(b"0\r\n\r\n")
+                    return
                 status, body, drip = hostile.answer(self.path)
                 self.send_response(status)
                 self.send_header("Content-Type", "application/json")
@@ -67,6 +78,7 @@ class Hostile:
 
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.server.daemon_threads = True
+        self.server.handle_error = lambda request, address: None  # type: ignore[method-assign]
         threading.Thread(target=self.server.serve_forever, args=(0.05,), daemon=True).start()
 
     @property
@@ -341,3 +353,68 @@ def test_declares_python_311() -> None:
     project = tomllib.loads((Path(__file__).parent.parent / "pyproject.toml").read_text())
     assert project["project"]["requires-python"] == ">=3.11"
     assert project["tool"]["ruff"]["target-version"] == "py311"
+
+
+# --- 4. every answer is bounded in size and in time --------------------------------------------------
+
+ONE_TRY = RetryPolicy(max_attempts=1)
+
+
+def test_sync_body_is_capped(hostile: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(core, "MAX_JSON_BYTES", 100_000)
+    server = hostile(_json({"data": {"id": 7, "pad": "x" * 200_000}}))
+    with (
+        DbtCloudClient(server.credentials, retry=ONE_TRY) as client,
+        pytest.raises(DbtCloudBadResponseError, match=r"larger than 0 MiB \(200,0\d\d bytes announced\)"),
+    ):
+        client.get_run(7)
+
+
+def test_sync_body_is_capped_while_streaming(monkeypatch: pytest.MonkeyPatch, hostile: Any) -> None:
+    monkeypatch.setattr(core, "MAX_JSON_BYTES", 100_000)
+    server = hostile(lambda path: (200, b"", 0.0))
+    server.chunked_body = b"x" * 300_000
+    with (
+        DbtCloudClient(server.credentials, retry=ONE_TRY) as client,
+        pytest.raises(DbtCloudBadResponseError, match="larger than 0 MiB, the most this package reads"),
+    ):
+        client.get_run(7)
+
+
+def test_async_body_is_capped(hostile: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(core, "MAX_JSON_BYTES", 100_000)
+    server = hostile(lambda path: (200, b"", 0.0))
+    server.chunked_body = b"x" * 300_000
+
+    async def read() -> None:
+        await AsyncDbtCloudClient(server.credentials, retry=ONE_TRY).get_run(7)
+
+    with pytest.raises(DbtCloudBadResponseError, match="larger than 0 MiB, the most this package reads"):
+        asyncio.run(read())
+
+
+def _drip(path: str) -> Answer:
+    return 200, json.dumps({"data": {"id": 7, "status": 10}}).encode(), 0.5
+
+
+def test_sync_whole_answer_has_a_deadline(hostile: Any) -> None:
+    server = hostile(_drip)
+    started = time.monotonic()
+    with (
+        DbtCloudClient({**server.credentials, "timeout": 2}, retry=ONE_TRY) as client,
+        pytest.raises(DbtCloudConnectionError, match="the whole answer took longer than 2 s"),
+    ):
+        client.get_run(7)
+    assert time.monotonic() - started < 4
+
+
+def test_async_whole_answer_has_a_deadline(hostile: Any) -> None:
+    server = hostile(_drip)
+
+    async def read() -> None:
+        await AsyncDbtCloudClient({**server.credentials, "timeout": 2}, retry=ONE_TRY).get_run(7)
+
+    started = time.monotonic()
+    with pytest.raises(DbtCloudConnectionError, match="the whole answer took longer than 2 s"):
+        asyncio.run(read())
+    assert time.monotonic() - started < 4

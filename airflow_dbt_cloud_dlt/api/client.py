@@ -67,6 +67,38 @@ def _not_sent(exc: requests.RequestException) -> bool:
     return isinstance(reason, urllib3.exceptions.NewConnectionError)
 
 
+def _read_bounded(response: requests.Response, request: ApiRequest, creds: DbtCloudCredentials) -> bytes:
+    """The body, at most :func:`.core.body_limit` bytes, all of it within :func:`.core.answer_deadline`.
+
+    ``read1`` returns what one socket read brings, so a server that drips bytes meets the deadline between two
+    reads, and each read waits at most what is left of it.
+    """
+    core.check_announced_size(request, response.headers)
+    seconds = core.answer_deadline(request, creds)
+    deadline = None if seconds is None else time.monotonic() + seconds
+    limit, size, chunks = core.body_limit(request), 0, list[bytes]()
+    while True:
+        if deadline is not None:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise core.too_slow(request, creds)
+            sock = getattr(getattr(response.raw, "connection", None), "sock", None)
+            if sock is not None:
+                sock.settimeout(min(left, creds.timeout))
+        try:
+            chunk = response.raw.read1(65536, decode_content=True)
+        except (urllib3.exceptions.ReadTimeoutError, TimeoutError):
+            if deadline is not None and time.monotonic() >= deadline:
+                raise core.too_slow(request, creds) from None
+            raise
+        if not chunk:
+            return b"".join(chunks)
+        size += len(chunk)
+        if size > limit:
+            raise core.too_large(request)
+        chunks.append(chunk)
+
+
 class DbtCloudClient(BaseClient):
     """A dbt Cloud API client for one account. Use it as a context manager, or call :meth:`close`."""
 
@@ -111,12 +143,19 @@ class DbtCloudClient(BaseClient):
                 # Per request, because requests lets REQUESTS_CA_BUNDLE and HTTPS_PROXY override session settings.
                 verify=creds.verify,
                 proxies=dict(creds.proxies or {}),
+                stream=True,  # read below, bounded in size and time
             )
+            with response:
+                body = _read_bounded(response, request, creds)
         except requests.exceptions.SSLError as exc:
             self._no_answer(request, exc, sent=False, transient=False)
-        except requests.RequestException as exc:  # connection errors, timeouts, bodies cut short
-            self._no_answer(request, exc, sent=not _not_sent(exc))
-        return self._answer(request, response.status_code, response.headers, response.content)
+        except (
+            requests.RequestException,
+            urllib3.exceptions.HTTPError,
+            OSError,
+        ) as exc:  # resets, timeouts, cut bodies
+            self._no_answer(request, exc, sent=not (isinstance(exc, requests.RequestException) and _not_sent(exc)))
+        return self._answer(request, response.status_code, response.headers, body)
 
     def send(self, request: ApiRequest) -> Any:
         """Send one request under the retry policy; returns the envelope (or bytes for artifacts)."""

@@ -665,6 +665,43 @@ def connection_error(
     return _scrubbed(_expected(error), credentials.api_token)  # type: ignore[return-value]
 
 
+def body_limit(request: ApiRequest) -> int:
+    """The most bytes of an answer to ``request`` that are read."""
+    return MAX_ARTIFACT_BYTES if request.raw else MAX_JSON_BYTES
+
+
+def answer_deadline(request: ApiRequest, credentials: DbtCloudCredentials) -> float | None:
+    """Seconds that the whole answer to ``request`` may take: the credentials' timeout for JSON calls, none for
+    artifacts (each read of an artifact still has the timeout)."""
+    return None if request.raw else credentials.timeout
+
+
+def too_large(request: ApiRequest, size: int | None = None) -> DbtCloudBadResponseError:
+    """The error for an answer larger than :func:`body_limit`; asking again gets the same answer."""
+    limit = body_limit(request)
+    said = f" ({size:,} bytes announced)" if size is not None else ""
+    error = DbtCloudBadResponseError(
+        f"dbt Cloud's answer to the request to {_action(request)} is larger than {limit // 2**20} MiB{said}, the most "
+        "this package reads; check that base_url points at the dbt Cloud API, and narrow the request.",
+        path=request.path,
+    )
+    error.transient = False
+    return error
+
+
+def too_slow(request: ApiRequest, credentials: DbtCloudCredentials) -> DbtCloudConnectionError:
+    """The error for an answer that did not arrive whole within :func:`answer_deadline`."""
+    late = TimeoutError(f"the whole answer took longer than {credentials.timeout:g} s")
+    return connection_error(request, credentials, late, sent=True)
+
+
+def check_announced_size(request: ApiRequest, headers: Mapping[str, str]) -> None:
+    """Refuse an answer whose ``Content-Length`` is already over :func:`body_limit`, before reading it."""
+    declared = str(headers.get("Content-Length") or "").strip()
+    if declared.isdigit() and declared.isascii() and int(declared) > body_limit(request):
+        raise too_large(request, int(declared))
+
+
 # --- retries ----------------------------------------------------------------------------------------
 
 
