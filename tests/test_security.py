@@ -418,3 +418,57 @@ def test_async_whole_answer_has_a_deadline(hostile: Any) -> None:
     with pytest.raises(DbtCloudConnectionError, match="the whole answer took longer than 2 s"):
         asyncio.run(read())
     assert time.monotonic() - started < 4
+
+
+# --- 9. what is shown is scrubbed of the token and bounded --------------------------------------------
+
+
+def _failed_run_server(path: str) -> Answer:
+    if "run_results.json" in path:
+        results = {
+            "results": [
+                {"unique_id": "model.p.leaky", "status": "error", "message": f"auth failed with token {TOKEN} " * 3},
+                {"unique_id": "model.p.long", "status": "error", "message": "y" * 50_000},
+            ]
+        }
+        return 200, json.dumps(results).encode(), 0.0
+    steps = [{"index": i, "name": f"step {i}", "status": 10, "logs": ""} for i in range(1, 5000)]
+    steps.append({"index": 5000, "name": "Invoke dbt with `dbt build`", "status": 20, "logs": "z" * 100_000})
+    run = {"id": 7, "status": 20, "status_humanized": "Error", "status_message": "m" * 100_000, "run_steps": steps}
+    return 200, json.dumps({"data": run}).encode(), 0.0
+
+
+def test_failure_report_scrubs_artifact_text_and_caps_server_text(hostile: Any) -> None:
+    from airflow_dbt_cloud_dlt.api.reporting import failure_report
+
+    server = hostile(_failed_run_server)
+    with DbtCloudClient(server.credentials, retry=ONE_TRY) as client:
+        report = failure_report(client, 7)
+    assert TOKEN not in report and "auth failed with token ***" in report
+    assert len(report) < 20_000
+    assert "more characters cut]" in report
+
+
+def test_run_summary_caps_text_and_steps() -> None:
+    from airflow_dbt_cloud_dlt.api.models import MAX_SUMMARY_STEPS, run_summary
+
+    steps = [{"index": i, "name": "n" * 10_000, "status": 10} for i in range(3000)]
+    summary = run_summary({"id": 7, "status": 20, "status_message": "m" * 100_000, "run_steps": steps})
+    assert len(json.dumps(summary)) < 300_000
+    assert summary["steps_cut"] == 3000 - MAX_SUMMARY_STEPS and len(summary["steps"]) == MAX_SUMMARY_STEPS
+    assert summary["status_message"].endswith("more characters cut]")
+
+
+def test_progress_line_is_bounded() -> None:
+    from airflow_dbt_cloud_dlt.api.reporting import progress_line
+
+    run = {"id": 7, "status": 3, "status_humanized": "R" * 10_000, "href": "h" * 10_000, "duration": "d" * 10_000}
+    run["run_steps"] = [{"index": 1, "name": "s" * 10_000, "status": 3}]
+    assert len(progress_line(run)) < 2_000
+
+
+def test_failed_nodes_survive_deep_json() -> None:
+    from airflow_dbt_cloud_dlt.api.reporting import failed_nodes
+
+    assert failed_nodes(DEEP) == []
+    assert failed_nodes(b'{"results": 5}') == []
