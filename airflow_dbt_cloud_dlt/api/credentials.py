@@ -32,8 +32,8 @@ _DIGITS = re.compile(r"[0-9]{1,19}")
 _API_SUFFIXES = ("", "/", "/api", "/api/", "/api/v2", "/api/v2/", "/api/v3", "/api/v3/")
 #: The words ``verify`` accepts (any case); anything else must be a bool or the path of an existing CA bundle.
 #: An empty value (``DBT_CLOUD__VERIFY=""``) means the default: verify.
-VERIFY_WORDS = {"true": True, "1": True, "yes": True, "on": True, "": True,
-                "false": False, "0": False, "no": False, "off": False}  # fmt: skip
+VERIFY_WORDS = {"true": True, "1": True, "yes": True, "on": True, "": True}
+VERIFY_WORDS.update(dict.fromkeys(("false", "0", "no", "off"), False))
 DEFAULT_TIMEOUT = 30.0
 
 
