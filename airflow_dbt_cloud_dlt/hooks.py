@@ -30,6 +30,7 @@ from airflow.providers.common.compat.connection import get_async_connection, get
 from ._compat import AirflowException, BaseHook, mask_secret
 from .api.credentials import DbtCloudCredentials, credentials_from_mapping, validate_id
 from .api.errors import DbtCloudConfigError, DbtCloudError
+from .api.models import RunStatus
 from .provider_info import CONN_FIELDS, CONN_TYPE, LEGACY_CONN_TYPE, OFFICIAL_CONN_TYPE, UI_FIELD_BEHAVIOUR
 
 if TYPE_CHECKING:
@@ -142,12 +143,12 @@ def _form_filter(name: str) -> Callable[[Any], Any]:
 class DbtCloudJobRunStatus(Enum):
     """dbt Cloud job run statuses, as in the official provider (``api.models.RunStatus`` is this package's)."""
 
-    QUEUED = 1
-    STARTING = 2
-    RUNNING = 3
-    SUCCESS = 10
-    ERROR = 20
-    CANCELLED = 30
+    QUEUED = RunStatus.QUEUED.value
+    STARTING = RunStatus.STARTING.value
+    RUNNING = RunStatus.RUNNING.value
+    SUCCESS = RunStatus.SUCCESS.value
+    ERROR = RunStatus.ERROR.value
+    CANCELLED = RunStatus.CANCELLED.value
     NON_TERMINAL_STATUSES = (QUEUED, STARTING, RUNNING)
     TERMINAL_STATUSES = (SUCCESS, ERROR, CANCELLED)
 
