@@ -194,7 +194,7 @@ def count_rows(duckdb_path: Path) -> int | None:
     """Rows in the table the example DAG loads, or None if there is none."""
     if not duckdb_path.is_file():
         return None
-    import duckdb
+    import duckdb  # optional (the dlt extra): only a demo that loaded a table has one to count
 
     with duckdb.connect(str(duckdb_path), read_only=True) as db:
         row = db.execute(f"SELECT count(*) FROM {TABLE}").fetchone()

@@ -3,28 +3,28 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from functools import cached_property
 from typing import Any
 
-from ._compat import (
-    AirflowException,
-    AirflowFailException,
-    AirflowSensorTimeout,
-    AirflowSkipException,
-    BaseSensorOperator,
-    Context,
-)
+from ._compat import AirflowFailException, AirflowSensorTimeout, AirflowSkipException, BaseSensorOperator, Context
+from ._tasks import RunWaitMixin, default_deferrable, seconds
+from .api.errors import DbtCloudError
+from .api.events import RunEvent
+from .api.reporting import progress_line, run_url
+from .links import DbtCloudRunLink
 
 
-class DbtCloudRunSensor(BaseSensorOperator):
+class DbtCloudRunSensor(RunWaitMixin, BaseSensorOperator):
     """Succeed when dbt Cloud run ``run_id`` succeeds; fail when it ends in error or is cancelled.
 
     A failed run raises ``AirflowFailException`` (no pointless retries; ``soft_fail`` skips instead).
     Transient API errors are waited out. With ``deferrable=True`` the wait runs on the triggerer; the
-    sensor's ``timeout`` then raises ``AirflowSensorTimeout`` as in poke mode.
+    sensor's ``timeout`` then raises ``AirflowSensorTimeout`` as in poke mode. The first poke pushes XCom
+    ``run_url``, which the "dbt Cloud run" extra link opens.
     """
 
     template_fields: Sequence[str] = ("run_id", "dbt_cloud_conn_id", "account_id")
+    operator_extra_links = (DbtCloudRunLink(),)
+    failure_exception = AirflowFailException
 
     def __init__(
         self,
@@ -35,29 +35,13 @@ class DbtCloudRunSensor(BaseSensorOperator):
         deferrable: bool | None = None,
         **kwargs: Any,
     ) -> None:
-        from .operators import _default_deferrable
-
         kwargs.setdefault("poke_interval", 10.0)
         super().__init__(**kwargs)
         self.run_id = run_id
         self.dbt_cloud_conn_id = dbt_cloud_conn_id
         self.account_id = account_id
-        self.deferrable = _default_deferrable() if deferrable is None else deferrable
-
-    @cached_property
-    def _hook(self) -> Any:
-        """One hook per task instance: its connection is read once, not on every poke."""
-        from .hooks import DbtCloudHook
-
-        return DbtCloudHook(self.dbt_cloud_conn_id, account_id=self.account_id)
-
-    def _fail(self) -> None:
-        from .api.reporting import failure_report
-
-        with self._hook.get_conn() as client:
-            report = failure_report(client, int(self.run_id))
-        self.log.error("%s", report)
-        raise AirflowFailException(report)
+        self.deferrable = default_deferrable() if deferrable is None else deferrable
+        self.run_url: str | None = None
 
     def execute(self, context: Context) -> Any:
         if not self.deferrable:
@@ -69,49 +53,32 @@ class DbtCloudRunSensor(BaseSensorOperator):
             if self.soft_fail:  # BaseSensorOperator applies soft_fail only to its own poke loop
                 raise AirflowSkipException(f"Skipping due to soft_fail: {error}") from error
             raise
-        from .operators import optional_account_id, seconds
-        from .triggers import DbtCloudRunTrigger
-
         timeout = seconds(self.timeout)
-        self.defer(
-            trigger=DbtCloudRunTrigger(
-                conn_id=self.dbt_cloud_conn_id,
-                run_id=int(self.run_id),
-                account_id=optional_account_id(self.account_id),
-                poll_interval=float(self.poke_interval),
-                timeout=float(timeout) if timeout else None,
-            ),
-            method_name="execute_complete",
-        )
-        return None
+        self.defer_wait(int(self.run_id), poll_interval=float(self.poke_interval), timeout=timeout or None)
 
     def poke(self, context: Context) -> bool:
-        from .api.errors import DbtCloudError
-        from .api.models import RunStatus, run_status
-        from .api.reporting import progress_line
-
         try:
-            with self._hook.get_conn() as client:
+            with self.hook.get_conn() as client:
                 run = client.get_run(self.run_id, include_related=("run_steps",))
+                if self.run_url is None:  # the first poke of this process: publish the link
+                    self.run_url = run_url(run, client.credentials.base_url)
+                    context["ti"].xcom_push(key="run_url", value=self.run_url)
         except DbtCloudError as error:
             if error.transient:
                 self.log.warning("Could not read run %s (%s); will look again.", self.run_id, error)
                 return False
             raise
         self.log.info("%s", progress_line(run))
-        status = run_status(run)
-        if status.is_terminal and status is not RunStatus.SUCCESS:
-            self._fail()
-        return status is RunStatus.SUCCESS
+        event = RunEvent.for_run(run, self.run_url)
+        if event is None:
+            return False
+        self.finish_wait(event)
+        return True
+
+    def on_wait_timeout(self, event: RunEvent) -> Any:
+        """A sensor watches: at its timeout it fails as a sensor does, and never cancels the run."""
+        raise AirflowSensorTimeout(event.message)
 
     def execute_complete(self, context: Context, event: dict[str, Any]) -> None:
-        """Resume after the trigger's event."""
-        status = (event or {}).get("status")
-        if status == "success":
-            self.log.info("%s", event.get("message"))
-            return
-        if status == "timeout":
-            raise AirflowSensorTimeout(str(event.get("message")))
-        if not event or not event.get("observed", True):
-            raise AirflowException((event or {}).get("message") or f"Unexpected trigger event {event!r}.")
-        self._fail()
+        """Resume after the trigger's event (see :meth:`RunWaitMixin.finish_wait`)."""
+        super().execute_complete(context, event)

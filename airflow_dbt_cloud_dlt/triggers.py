@@ -9,9 +9,12 @@ from typing import Any
 
 from airflow.triggers.base import BaseTrigger, TriggerEvent
 
-from .api.credentials import validate_id
+from .api.credentials import DbtCloudCredentials, validate_id
 from .api.errors import DbtCloudError
-from .api.models import run_status, run_summary, status_text
+from .api.events import RunEvent
+from .api.models import is_terminal
+from .api.reporting import progress_line, run_url
+from .hooks import DbtCloudHook
 
 DEFAULT_POLL_INTERVAL = 10.0
 #: Seconds that ``on_kill`` may spend cancelling the run (the triggerer's own bound is 30 s).
@@ -21,10 +24,11 @@ CANCEL_TIMEOUT = 20.0
 class DbtCloudRunTrigger(BaseTrigger):
     """Fire one event when dbt Cloud run ``run_id`` ends, or when ``timeout`` seconds have passed.
 
-    The event is ``{"status": "success" | "error" | "cancelled" | "timeout", "run_id", "message", "run"}``
-    where ``run`` is a small JSON-safe summary. Transient API errors (429, 5xx, resets, timeouts) are
-    waited out; they never become an event. An event with ``"observed": False`` means the run could not
-    be read at all (bad token, unknown run), which is not a dbt failure.
+    The event's payload is a :class:`~.api.events.RunEvent` (``RunEvent.from_payload`` rebuilds it), kept
+    small because Airflow logs it whole. Each change of the run's status is logged as one progress line.
+    Transient API errors (429, 5xx, resets, timeouts) are waited out; they never become an event. An event
+    with ``observed=False`` means the run could not be read at all (bad token, unknown run), which is not a
+    dbt failure.
 
     ``timeout`` is turned into an absolute ``end_time`` that is serialized, so a triggerer restart does
     not restart the clock. ``serialize()`` holds no secret: the token is read from the connection.
@@ -60,68 +64,60 @@ class DbtCloudRunTrigger(BaseTrigger):
             },
         )
 
-    def _hook(self) -> Any:
-        from .hooks import DbtCloudHook
-
+    def _hook(self) -> DbtCloudHook:
         return DbtCloudHook(self.conn_id, account_id=self.account_id)
 
-    def _event(self, status: str, message: str, run: dict[str, Any] | None, observed: bool = True) -> TriggerEvent:
-        return TriggerEvent(
-            {
-                "status": status,
-                "run_id": self.run_id,
-                "message": message,
-                "observed": observed,
-                "run": run_summary(run) if run else None,
-            }
-        )
+    def _progress(self, run: dict[str, Any]) -> None:
+        """One task-log line per status change, from the poller's own answers (no extra request). The final
+        status is left to the event, which Airflow logs anyway: a line fewer per run on a busy triggerer."""
+        if not is_terminal(run):
+            self.log.info("%s", progress_line(run))
 
     async def run(self) -> AsyncIterator[TriggerEvent]:
-        from .api.aio import AsyncDbtCloudClient
-        from .api.poller import wait_for_run_async
+        from .api.aio import AsyncDbtCloudClient  # httpx: the triggerer needs it, DAG parsing does not
+        from .api.poller import wait_for_run_async  # the shared poller (httpx), for the triggerer only
 
         try:
             credentials = await self._hook().aget_credentials()
             remaining = None if self.end_time is None else self.end_time - time.time()
             try:
                 run = await wait_for_run_async(
-                    credentials, self.run_id, poll_interval=self.poll_interval, timeout=remaining
+                    credentials,
+                    self.run_id,
+                    poll_interval=self.poll_interval,
+                    timeout=remaining,
+                    on_change=self._progress,
                 )
             except TimeoutError:
-                yield await self._last_look(AsyncDbtCloudClient(credentials))
+                yield self._event(await self._last_look(AsyncDbtCloudClient(credentials), credentials))
                 return
         except DbtCloudError as error:
-            yield self._event(
-                "error",
-                f"Could not observe dbt Cloud run {self.run_id}: {error} The run itself was not changed.",
-                None,
-                observed=False,
-            )
+            yield self._event(RunEvent.unobserved(self.run_id, error))
             return
-        yield self._final_event(run)
+        event = RunEvent.for_run(run, run_url(run, credentials.base_url))
+        assert event is not None  # the poller returns terminal runs only
+        yield self._event(event)
 
-    def _final_event(self, run: dict[str, Any]) -> TriggerEvent:
-        message = f"dbt Cloud run {self.run_id} ended: {status_text(run)}."
-        if run.get("status_message"):
-            message += f" {run['status_message']}"
-        return self._event(run_status(run).event_name, message, run)
+    @staticmethod
+    def _event(event: RunEvent) -> TriggerEvent:
+        return TriggerEvent(event.to_payload())
 
-    async def _last_look(self, client: Any) -> TriggerEvent:
+    async def _last_look(self, client: Any, credentials: DbtCloudCredentials) -> RunEvent:
         """At the deadline, read the run once more, so a run that finished right then gets its real status."""
         try:
             run = await client.get_run(self.run_id)
         except DbtCloudError:
             run = None
-        if run is not None and run_status(run).is_terminal:
-            return self._final_event(run)
-        status = status_text(run) if run else "unknown"
-        return self._event(
-            "timeout", f"dbt Cloud run {self.run_id} did not finish within the timeout (last status: {status}).", run
-        )
+        url = run_url(run, credentials.base_url) if run else None
+        if run is not None and is_terminal(run):
+            ended = RunEvent.for_run(run, url)
+            assert ended is not None
+            return ended
+        return RunEvent.timed_out(self.run_id, run, url)
 
     async def on_kill(self) -> None:
         """Cancel the dbt Cloud run when a user kills, clears or marks the deferred task (Airflow 3.3+)."""
-        from .api.aio import AsyncDbtCloudClient
+        from .api.aio import AsyncDbtCloudClient  # httpx: the triggerer needs it, DAG parsing does not
 
         credentials = await self._hook().aget_credentials()
         run = await asyncio.wait_for(AsyncDbtCloudClient(credentials).cancel_run(self.run_id), timeout=CANCEL_TIMEOUT)

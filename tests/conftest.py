@@ -3,6 +3,7 @@ and a real dbt Cloud emulator on loopback."""
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import tempfile
@@ -84,3 +85,51 @@ def airflow_db() -> None:
     from airflow.utils import db
 
     db.resetdb()
+
+
+_dag_ids = itertools.count()
+
+
+def run_dag(kind: str = "operator", *, dag_id: str | None = None, **kwargs: Any) -> Any:
+    """Run a DAG of ``dbt_test_dags`` (``kind`` "operator" or "sensor") with ``dag.test()``; return its DagRun.
+
+    The DAG is announced in ``DBT_TEST_DAGS`` with the same arguments, because ``dag.test()`` (and any
+    worker) parses the dags folder and runs only DAGs it finds there. Arguments must be JSON-safe: give
+    ``retry_delay`` in seconds.
+    """
+    from dbt_test_dags import operator_dag, sensor_dag
+
+    dag_id = dag_id or f"{kind}_{next(_dag_ids)}"
+    factory = {"operator": operator_dag, "sensor": sensor_dag}[kind]
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("DBT_TEST_DAGS", json.dumps({dag_id: [kind, kwargs]}))
+        return factory(dag_id, **kwargs).test()
+
+
+def run_task(kind: str = "operator", **kwargs: Any) -> Any:
+    """:func:`run_dag` for a one-task DAG; return that task's instance."""
+    (ti,) = run_dag(kind, **kwargs).get_task_instances()
+    return ti
+
+
+def task_states(dag_run: Any) -> dict[str, str]:
+    return {ti.task_id: ti.state for ti in dag_run.get_task_instances()}
+
+
+def xcom(ti: Any, key: str) -> Any:
+    """An XCom value of the task instance, read from the metadata DB."""
+    if hasattr(ti, "xcom_pull"):  # Airflow 2
+        return ti.xcom_pull(task_ids=ti.task_id, key=key)
+    from airflow.models.xcom import XComModel
+    from airflow.utils.session import create_session
+
+    query = XComModel.get_many(dag_ids=ti.dag_id, task_ids=ti.task_id, run_id=ti.run_id, key=key)
+    with create_session() as session:
+        rows = session.scalars(query).all()
+        return XComModel.deserialize_value(rows[0]) if rows else None
+
+
+def output(capfd: pytest.CaptureFixture[str], caplog: pytest.LogCaptureFixture) -> str:
+    """Everything a task logged: Airflow 3 logs to stdout through structlog, Airflow 2 to logging."""
+    out, err = capfd.readouterr()
+    return out + err + caplog.text

@@ -165,7 +165,7 @@ def runs_of(emulator: DbtCloudEmulator, job_id: int) -> list[dict[str, Any]]:
 
 
 def test_deferred_task_waits_on_the_real_triggerer_and_the_token_never_leaks(stack: Stack) -> None:
-    stack.emulator.add_job(JobScript(job_id=101, account_id=1, run_seconds=3))
+    stack.emulator.add_job(JobScript(job_id=101, account_id=1, run_seconds=12))
     process = stack.dags_test("e2e_success", job_id=101, deferrable=True, poll_interval=1)
     assert stack.finish(process, "e2e_success") == "success"
     assert stack.ti_states("e2e_success") == {"dbt": "success"}
@@ -174,6 +174,14 @@ def test_deferred_task_waits_on_the_real_triggerer_and_the_token_never_leaks(sta
     trigger_logs = list(stack.home.rglob("logs/dag_id=e2e_success/**/*.log.trigger.*.log"))
     assert trigger_logs and "Trigger fired event" in trigger_logs[0].read_text()
     assert TOKEN not in stack.all_output()
+    # The deferred wait reports progress in the task log, one line per status change, and the event that
+    # Airflow logs whole is small.
+    lines = trigger_logs[0].read_text().splitlines()
+    progress = [line for line in lines if f"dbt Cloud run {run['id']}: " in line]
+    assert any("Running" in line for line in progress), lines
+    assert len(progress) <= 4, progress  # per change, not per poll (about 3 polls while running)
+    (fired,) = [json.loads(line) for line in lines if "Trigger fired event" in line]
+    assert len(fired["result"]) < 400, fired["result"]
 
 
 @pytest.mark.parametrize("action", ["mark_failed", "clear"])
@@ -194,9 +202,10 @@ def test_killing_a_deferred_task_cancels_its_dbt_cloud_run(stack: Stack, action:
         stack.api("PATCH", f"/dags/{dag_id}/dagRuns/{run_id}/taskInstances/dbt", json={"new_state": "failed"})
     else:
         stack.api(
-            "POST", f"/dags/{dag_id}/clearTaskInstances",
+            "POST",
+            f"/dags/{dag_id}/clearTaskInstances",
             json={"dry_run": False, "only_failed": False, "task_ids": ["dbt"], "dag_run_id": run_id},
-        )  # fmt: skip
+        )
     wait_until(lambda: stack.emulator.get_run(run["id"])["status"] == 30, 30, "the dbt Cloud run to be cancelled")
     took = time.monotonic() - killed_at
     stop_group(process)

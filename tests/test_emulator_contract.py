@@ -257,3 +257,47 @@ def test_trigger_bodies_match_the_spec(emu: DbtCloudEmulator, api: requests.Sess
     assert api.post(f"{emu.base_url}{A}/jobs/43/run/", json={"cause": None}).status_code == 400
     assert request_validator.is_valid({"cause": "c", "steps_override": []})
     assert api.post(f"{emu.base_url}{A}/jobs/43/run/", json={"cause": "c", "steps_override": []}).status_code == 400
+
+
+def test_what_the_official_hook_reads(emu: DbtCloudEmulator, api: requests.Session, runs: dict[str, int]) -> None:
+    """The endpoints that the official provider's hook methods call, beyond those above."""
+    accounts = api.get(f"{emu.base_url}/api/v2/accounts/").json()
+    assert [a["id"] for a in accounts["data"]] == [1]
+    assert_conforms("v2", "/api/v2/accounts/", accounts)
+    project = api.get(f"{emu.base_url}/api/v3/accounts/1/projects/7/").json()
+    assert_conforms("v3", "/api/v3/accounts/{account_id}/projects/{id}/", project)
+    environment = api.get(f"{emu.base_url}/api/v3/accounts/1/projects/7/environments/9/").json()
+    assert_conforms("v3", "/api/v3/accounts/{account_id}/projects/{project_id}/environments/{id}/", environment)
+    assert api.get(f"{emu.base_url}/api/v3/accounts/1/projects/7/environments/8/").status_code == 404
+    run_results = api.get(f"{emu.base_url}{A}/runs/{runs['failed']}/artifacts/run_results.json")
+    assert run_results.status_code == 200 and "results" in run_results.json()
+
+
+def test_list_pages_follow_extra_pagination(emu: DbtCloudEmulator, api: requests.Session, runs: dict[str, int]) -> None:
+    """Every list page conforms, and the pages, read by ``offset += count``, add up to ``total_count``."""
+    lists = [
+        ("v2", "/api/v2/accounts/{account_id}/jobs/", f"{A}/jobs/", {}),
+        ("v2", "/api/v2/accounts/{account_id}/runs/", f"{A}/runs/", {"job_definition_id": 42}),
+        ("v2", "/api/v2/accounts/{account_id}/runs/", f"{A}/runs/", {"job_definition_id": 42, "status__in": "[1,2,3]"}),
+        ("v2", "/api/v2/accounts/{account_id}/runs/", f"{A}/runs/", {"status": 30, "order_by": "-created_at"}),
+        ("v3", "/api/v3/accounts/{account_id}/projects/", "/api/v3/accounts/1/projects/", {}),
+        (
+            "v3",
+            "/api/v3/accounts/{account_id}/projects/{project_id}/environments/",
+            "/api/v3/accounts/1/projects/7/environments/",
+            {"name__icontains": "PRO"},
+        ),
+    ]
+    for version, template, path, filters in lists:
+        offset, seen, total = 0, [], None
+        while total is None or offset < total:
+            body = api.get(f"{emu.base_url}{path}", params={**filters, "limit": 1, "offset": offset}).json()
+            assert_conforms(version, template, body)
+            pagination = body["extra"]["pagination"]
+            assert pagination["count"] == len(body["data"]) and body["extra"]["filters"]["offset"] == offset
+            total = pagination["total_count"]
+            seen += [item["id"] for item in body["data"]]
+            offset += pagination["count"]
+            if not pagination["count"]:
+                break
+        assert len(seen) == len(set(seen)) == total and total >= 1, (path, filters, seen)

@@ -98,8 +98,9 @@ def test_cli_reads_the_token_from_the_environment_and_warns_on_a_public_bind() -
 def test_cli_warns_about_the_well_known_token() -> None:
     process = _cli("--host", "0.0.0.0", env={"PYTHONUNBUFFERED": "1"})
     try:
-        assert process.stderr is not None
+        assert process.stderr is not None and process.stdout is not None
         assert "well-known token 'emulator-token'" in process.stderr.readline()
+        assert "listening on" in process.stdout.readline()  # serving, so SIGTERM meets its handler
     finally:
         process.send_signal(signal.SIGTERM)
         assert process.wait(timeout=10) == 0

@@ -2,31 +2,20 @@
 
 from __future__ import annotations
 
-import itertools
-import json
-from datetime import timedelta
 from typing import Any
 
 import pytest
 import requests
-from conftest import TOKEN
-from dbt_test_dags import operator_dag
+from conftest import TOKEN, run_task
 
 from airflow_dbt_cloud_dlt.testing import JobScript
 
 pytestmark = pytest.mark.usefixtures("airflow_db", "airflow_conn")
-_ids = itertools.count()
 
 
 def run_dag(**kwargs: Any) -> Any:
-    dag_id = f"once_{next(_ids)}"
-    kwargs.setdefault("retries", 1)
-    kwargs.setdefault("poll_interval", 0.1)
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("DBT_TEST_DAGS", json.dumps({dag_id: ["operator", kwargs]}, default=str))
-        dag = operator_dag(dag_id, **{**kwargs, "retry_delay": timedelta(0)})
-        (ti,) = dag.test().get_task_instances()
-    return ti
+    """One operator task with one immediate retry by default; its task instance."""
+    return run_task("operator", **{"retries": 1, "poll_interval": 0.1, "retry_delay": 0, **kwargs})
 
 
 def runs_of(emulator: Any, job_id: int) -> list[dict[str, Any]]:
@@ -122,8 +111,15 @@ def test_a_clear_starts_a_new_run_while_a_retry_accepts_the_series_run(emulator:
     operator = RunDbtCloudJobOperator(task_id="dbt", job_id=8, retries=1, wait_for_termination=False)
 
     def execute(try_number: int, max_tries: int) -> int:
-        ti = SimpleNamespace(dag_id="d", task_id="dbt", run_id="r", map_index=-1, try_number=try_number,
-                             max_tries=max_tries, xcom_push=lambda **_: None)  # fmt: skip
+        ti = SimpleNamespace(
+            dag_id="d",
+            task_id="dbt",
+            run_id="r",
+            map_index=-1,
+            try_number=try_number,
+            max_tries=max_tries,
+            xcom_push=lambda **_: None,
+        )
         return operator.execute({"ti": ti})  # type: ignore[arg-type]
 
     first = execute(try_number=1, max_tries=1)

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from conftest import xcom
 
 from airflow_dbt_cloud_dlt.operators import RunDbtCloudJobOperator
 from airflow_dbt_cloud_dlt.sensors import DbtCloudRunSensor
@@ -116,16 +117,7 @@ def example_bundle(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def xcom_value(ti: Any, key: str = "return_value") -> Any:
-    """An XCom value of a finished task instance, read from the metadata DB."""
-    if AIRFLOW_2:
-        return ti.xcom_pull(task_ids=ti.task_id, key=key)
-    from airflow.models.xcom import XComModel
-    from airflow.utils.session import create_session
-
-    query = XComModel.get_many(dag_ids=ti.dag_id, task_ids=ti.task_id, run_id=ti.run_id, key=key)
-    with create_session() as session:
-        rows = session.scalars(query).all()
-        return XComModel.deserialize_value(rows[0]) if rows else None
+    return xcom(ti, key)
 
 
 @pytest.mark.usefixtures("airflow_db", "airflow_conn", "example_bundle")

@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 import itertools
-import json
-from datetime import timedelta
 from typing import Any
 
 import pytest
-from conftest import TOKEN
-from dbt_test_dags import operator_dag
+from conftest import TOKEN, task_states
+from conftest import run_dag as conftest_run_dag
 
 from airflow_dbt_cloud_dlt.testing import JobScript
 
@@ -18,10 +16,8 @@ FAULTS = ("500", "502", "503", "429", "reset", "stall")
 
 
 def run_dag(dag_id: str, **kwargs: Any) -> dict[str, str]:
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("DBT_TEST_DAGS", json.dumps({dag_id: ["operator", kwargs]}))
-        dag_run = operator_dag(dag_id, **{**kwargs, "retry_delay": timedelta(0)}).test()
-    return {ti.task_id: ti.state for ti in dag_run.get_task_instances()}
+    """The operator DAG with immediate retries; the state of each task."""
+    return task_states(conftest_run_dag("operator", dag_id=dag_id, retry_delay=0, **kwargs))
 
 
 def test_fifty_deferred_runs_with_five_percent_faults_all_succeed_exactly_once(

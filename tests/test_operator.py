@@ -2,19 +2,15 @@
 
 from __future__ import annotations
 
-import itertools
-import json
 import logging
 from typing import Any
 
 import pytest
-from conftest import TOKEN
-from dbt_test_dags import operator_dag
+from conftest import TOKEN, output, run_task, xcom
 
 from airflow_dbt_cloud_dlt.testing import JobScript, StepScript
 
 pytestmark = pytest.mark.usefixtures("airflow_db", "airflow_conn")
-_ids = itertools.count()
 
 RUN_RESULTS = {
     "results": [
@@ -25,32 +21,8 @@ RUN_RESULTS = {
 
 
 def run_dag(**operator_kwargs: Any) -> Any:
-    """Run a one-task DAG with ``dag.test()`` and return its ``dbt`` task instance."""
-    dag_id = f"op_{next(_ids)}"
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("DBT_TEST_DAGS", json.dumps({dag_id: ["operator", operator_kwargs]}))
-        dag_run = operator_dag(dag_id, **operator_kwargs).test()
-    (ti,) = [ti for ti in dag_run.get_task_instances() if ti.task_id == "dbt"]
-    return ti
-
-
-def xcom(ti: Any, key: str) -> Any:
-    """An XCom value of the task instance, read from the metadata DB."""
-    if hasattr(ti, "xcom_pull"):  # Airflow 2
-        return ti.xcom_pull(task_ids=ti.task_id, key=key)
-    from airflow.models.xcom import XComModel
-    from airflow.utils.session import create_session
-
-    query = XComModel.get_many(dag_ids=ti.dag_id, task_ids=ti.task_id, run_id=ti.run_id, key=key)
-    with create_session() as session:
-        rows = session.scalars(query).all()
-        return XComModel.deserialize_value(rows[0]) if rows else None
-
-
-def output(capfd: pytest.CaptureFixture[str], caplog: pytest.LogCaptureFixture) -> str:
-    """Everything the task logged: Airflow 3 logs to stdout through structlog, Airflow 2 to logging."""
-    out, err = capfd.readouterr()
-    return out + err + caplog.text
+    """The operator's one-task DAG, run; its ``dbt`` task instance."""
+    return run_task("operator", **operator_kwargs)
 
 
 def trigger_bodies(emulator: Any) -> list[dict[str, Any]]:
@@ -61,9 +33,15 @@ def trigger_bodies(emulator: Any) -> list[dict[str, Any]]:
 def test_success_pushes_run_id_and_url_and_sends_the_overrides(emulator: Any, deferrable: bool) -> None:
     emulator.add_job(JobScript(job_id=11, account_id=1, run_seconds=0.5))
     ti = run_dag(
-        job_id="11", deferrable=deferrable, poll_interval=0.2, steps_override=["dbt build -s orders+"],
-        threads_override="8", git_branch="main", generate_docs_override="true", data={"target_name_override": "ci"},
-    )  # fmt: skip
+        job_id="11",
+        deferrable=deferrable,
+        poll_interval=0.2,
+        steps_override=["dbt build -s orders+"],
+        threads_override="8",
+        git_branch="main",
+        generate_docs_override="true",
+        data={"target_name_override": "ci"},
+    )
 
     assert ti.state == "success"
     (run_id,) = emulator.runs
@@ -80,9 +58,10 @@ def test_success_pushes_run_id_and_url_and_sends_the_overrides(emulator: Any, de
 
 def test_job_found_by_names(emulator: Any) -> None:
     emulator.add_job(
-        JobScript(job_id=12, account_id=1, name="nightly", project_name="analytics", environment_name="prod",
-                  run_seconds=0.1)
-    )  # fmt: skip
+        JobScript(
+            job_id=12, account_id=1, name="nightly", project_name="analytics", environment_name="prod", run_seconds=0.1
+        )
+    )
     emulator.add_job(
         JobScript(job_id=13, account_id=1, name="nightly-full", project_name="analytics", environment_name="prod")
     )
@@ -98,11 +77,17 @@ def test_failed_run_fails_the_task_and_says_why(
     log_lines = "\n".join(f"line {i}" for i in range(120)) + "\nDatabase Error in model revenue"
     emulator.add_job(
         JobScript(
-            job_id=21, account_id=1, run_seconds=0.4, outcome="error", run_results=RUN_RESULTS,
-            steps=[StepScript(name="Clone git repository"),
-                   StepScript(name="Invoke dbt with `dbt build`", logs=log_lines, outcome="error")],
+            job_id=21,
+            account_id=1,
+            run_seconds=0.4,
+            outcome="error",
+            run_results=RUN_RESULTS,
+            steps=[
+                StepScript(name="Clone git repository"),
+                StepScript(name="Invoke dbt with `dbt build`", logs=log_lines, outcome="error"),
+            ],
         )
-    )  # fmt: skip
+    )
     with caplog.at_level(logging.INFO):
         ti = run_dag(job_id=21, deferrable=deferrable, poll_interval=0.2, retries=0)
 
@@ -152,15 +137,20 @@ def test_unknown_job_fails_with_a_clear_message(
     with caplog.at_level(logging.INFO):
         ti = run_dag(job_id=999, retries=0)
     assert ti.state == "failed"
-    assert "job 999 was not found" in output(capfd, caplog)
+    logged = output(capfd, caplog)
+    assert "job 999 was not found" in logged
+    assert "XCom not found" not in logged and "run_url" not in logged  # no run, so no link and no lookup of one
     assert emulator.runs == {}
 
 
 def test_blocking_wait_logs_a_line_per_status_or_step_change(
     emulator: Any, capfd: pytest.CaptureFixture[str], caplog: pytest.LogCaptureFixture
 ) -> None:
-    steps = [StepScript(name="Clone git repository"), StepScript(name="Invoke dbt with `dbt seed`"),
-             StepScript(name="Invoke dbt with `dbt build`")]  # fmt: skip
+    steps = [
+        StepScript(name="Clone git repository"),
+        StepScript(name="Invoke dbt with `dbt seed`"),
+        StepScript(name="Invoke dbt with `dbt build`"),
+    ]
     emulator.add_job(JobScript(job_id=51, account_id=1, queue_seconds=0.3, run_seconds=1.5, steps=steps))
     with caplog.at_level(logging.INFO):
         ti = run_dag(job_id=51, poll_interval=0.05)

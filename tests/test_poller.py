@@ -299,3 +299,18 @@ async def test_waiter_joining_as_last_waiter_leaves(emulator: DbtCloudEmulator, 
     leaving.cancel()
     run = await joining  # the run is long finished: one tick must be enough
     assert run["status"] == 10
+
+
+async def test_on_change_sees_each_status_once_and_costs_no_request(
+    emulator: DbtCloudEmulator, creds: DbtCloudCredentials
+) -> None:
+    emulator.add_job(JobScript(job_id=61, account_id=ACCOUNT_ID, queue_seconds=0.4, run_seconds=0.6))
+    (run_id,) = trigger_raw(emulator, 61, 1)
+    seen: list[int] = []
+    run = await wait_for_run_async(creds, run_id, poll_interval=0.1, on_change=lambda r: seen.append(r["status"]))
+    assert run["status"] == 10
+    assert seen[-1] == 10 and 3 in seen and len(seen) == len(set(seen)), seen  # one call per status, in order
+    assert seen == sorted(seen)
+    polls = lists_with_pk_in(emulator) + per_run_gets(emulator)
+    assert len(polls) > len(seen)  # polled more often than the status changed: calls follow changes, not polls
+    assert len(emulator.requests) == len(polls) + 1  # the trigger POST; on_change made no request of its own

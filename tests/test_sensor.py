@@ -2,25 +2,20 @@
 
 from __future__ import annotations
 
-import itertools
-import json
 from typing import Any
 
 import pytest
-from conftest import start_run
-from dbt_test_dags import sensor_dag
+from conftest import AIRFLOW_2, run_task, start_run, xcom
+
+from airflow_dbt_cloud_dlt.links import DbtCloudRunLink
+from airflow_dbt_cloud_dlt.sensors import DbtCloudRunSensor
 
 pytestmark = pytest.mark.usefixtures("airflow_db", "airflow_conn")
-_ids = itertools.count()
 
 
 def run_sensor(**kwargs: Any) -> str:
-    dag_id = f"sensor_{next(_ids)}"
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("DBT_TEST_DAGS", json.dumps({dag_id: ["sensor", kwargs]}))
-        dag_run = sensor_dag(dag_id, **kwargs).test()
-    (ti,) = dag_run.get_task_instances()
-    return str(ti.state)
+    """The sensor's one-task DAG, run; the state of its ``wait`` task."""
+    return str(run_task("sensor", **kwargs).state)
 
 
 @pytest.mark.parametrize("deferrable", [False, True], ids=["poke", "deferred"])
@@ -42,3 +37,17 @@ def test_sensor_timeout(emulator: Any, deferrable: bool) -> None:
     run_id = start_run(emulator, 3, run_seconds=60)
     assert run_sensor(run_id=run_id, deferrable=deferrable, poke_interval=0.1, timeout=1, retries=0) == "failed"
     assert emulator.get_run(run_id)["in_progress"] is True  # a sensor watches; it never cancels
+
+
+@pytest.mark.parametrize("deferrable", [False, True], ids=["poke", "deferred"])
+def test_sensor_has_the_dbt_cloud_run_link(emulator: Any, deferrable: bool) -> None:
+    run_id = start_run(emulator, 4, run_seconds=0.3)
+    ti = run_task("sensor", run_id=run_id, deferrable=deferrable, poke_interval=0.1)
+    url = f"{emulator.base_url}/deploy/1/projects/"
+    assert ti.state == "success"
+    assert str(xcom(ti, "run_url")).startswith(url) and str(xcom(ti, "run_url")).endswith(f"/runs/{run_id}/")
+    if AIRFLOW_2:  # the webserver's copy of the task reads the link from XCom
+        link = DbtCloudRunLink().get_link(DbtCloudRunSensor(task_id="wait", run_id=run_id), ti_key=ti.key)
+    else:  # Airflow 3 computes the link in the worker and stores it
+        link = xcom(ti, DbtCloudRunLink().xcom_key)
+    assert link == xcom(ti, "run_url")

@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 from conftest import TOKEN, connection_json, start_run
 
+from airflow_dbt_cloud_dlt.api.events import RunEvent
 from airflow_dbt_cloud_dlt.triggers import DbtCloudRunTrigger
 
 pytestmark = pytest.mark.usefixtures("airflow_conn")
@@ -36,7 +37,9 @@ async def test_event_carries_the_final_status(emulator: Any, outcome: str, statu
     run_id = start_run(emulator, 5, run_seconds=0.3, outcome=outcome)
     event = await first_event(DbtCloudRunTrigger("dbt_cloud_default", run_id, poll_interval=0.1))
     assert event["status"] == status and event["run_id"] == run_id and event["observed"] is True
-    assert event["run"]["id"] == run_id and event["run"]["status"] == {"success": 10, "error": 20}.get(outcome, 30)
+    assert event["run_status"] == {"success": 10, "error": 20}.get(outcome, 30)
+    assert RunEvent.from_payload(event).to_payload() == event
+    assert len(repr(event)) < 300, "Airflow logs the whole event: it must stay small"
     json.dumps(event)  # JSON-safe
 
 

@@ -22,11 +22,12 @@ if TYPE_CHECKING:
         DbtCloudNotFoundError,
         DbtCloudPermissionError,
         DbtCloudRateLimitError,
-        DbtCloudRunFailedError,
         DbtCloudRunTimeoutError,
         DbtCloudServerError,
         DbtCloudValidationError,
     )
+    from .events import RunEvent
+    from .idempotency import trigger_once
     from .models import RunStatus, run_summary
     from .waiting import wait_for_run
 
@@ -41,15 +42,16 @@ __all__ = [
     "DbtCloudNotFoundError",
     "DbtCloudPermissionError",
     "DbtCloudRateLimitError",
-    "DbtCloudRunFailedError",
     "DbtCloudRunTimeoutError",
     "DbtCloudServerError",
     "DbtCloudValidationError",
     "RetryPolicy",
+    "RunEvent",
     "RunStatus",
     "normalize_base_url",
     "resolve_credentials",
     "run_summary",
+    "trigger_once",
     "validate_id",
     "wait_for_run",
 ]
@@ -64,6 +66,8 @@ _WHERE = {
     "RunStatus": "models",
     "run_summary": "models",
     "wait_for_run": "waiting",
+    "RunEvent": "events",
+    "trigger_once": "idempotency",
 }
 
 

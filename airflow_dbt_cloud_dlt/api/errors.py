@@ -84,12 +84,3 @@ class DbtCloudRunTimeoutError(DbtCloudError, TimeoutError):
         super().__init__(message)
         self.run_id = run_id
         self.run = run
-
-
-class DbtCloudRunFailedError(DbtCloudError):
-    """A dbt Cloud run ended in error or was cancelled."""
-
-    def __init__(self, message: str, *, run_id: int, run: dict[str, Any] | None = None) -> None:
-        super().__init__(message)
-        self.run_id = run_id
-        self.run = run

@@ -1,4 +1,5 @@
-"""Exactly-once triggering: a compact marker of the caller in the run's ``cause``, and the search for it.
+"""Exactly-once triggering: a compact marker of the caller in the run's ``cause``, the search for it, and
+:func:`trigger_once`, which attaches to, accepts, reruns or triggers a run accordingly.
 
 An orchestrator that retries a task (or restarts after a crash) looks for a run carrying its own marker
 before it triggers again, so it attaches to that run instead of starting a duplicate. A marker belongs to
@@ -9,10 +10,14 @@ schedule or a person started.
 from __future__ import annotations
 
 import hashlib
-from typing import Any
+from typing import TYPE_CHECKING, Any, Literal
 
-from .client import DbtCloudClient
-from .core import MAX_CAUSE_LENGTH
+from .core import MAX_CAUSE_LENGTH, log
+from .errors import DbtCloudConnectionError, DbtCloudServerError
+from .models import RunStatus, run_status
+
+if TYPE_CHECKING:
+    from .client import DbtCloudClient
 
 MARKER_PREFIX = "[af:"
 #: How many of the job's most recent runs are searched for a marker.
@@ -52,3 +57,59 @@ def _cause(client: DbtCloudClient, run: dict[str, Any]) -> str:
     if not isinstance(run.get("trigger"), dict) and run.get("id"):
         run["trigger"] = client.get_run(run["id"], include_related=("trigger",)).get("trigger")
     return str((run.get("trigger") or {}).get("cause") or "")
+
+
+#: Trigger POSTs per call when dbt Cloud answers 500/503 and provably started no run.
+TRIGGER_ATTEMPTS = 3
+#: dbt Cloud's own finished answers: after one, "no run carries our marker" is final.
+FINAL_5XX = (500, 503)
+#: How :func:`trigger_once` got its run.
+How = Literal["triggered", "attached", "accepted", "rerun", "recovered"]
+
+
+def trigger_once(
+    client: DbtCloudClient,
+    job_id: int,
+    body: dict[str, Any],
+    *,
+    marker: str,
+    is_retry: bool,
+    retry_from_failure: bool = False,
+) -> tuple[dict[str, Any], How]:
+    """Start job ``job_id`` at most once per ``marker``; return the run and how it was obtained.
+
+    On a retry (``is_retry``) the run an earlier try started is looked up first: one in progress is
+    ``"attached"`` to, a succeeded one ``"accepted"``; a failed one is ``"rerun"`` from its point of
+    failure when ``retry_from_failure`` and it is still the job's latest run, else a new run is triggered.
+    ``body["cause"]`` must carry ``marker``. A trigger POST that fails ambiguously is followed by a search
+    for the marker (``"recovered"``); it is sent again only after a 500/503, which is final.
+    """
+    if is_retry:
+        earlier = find_marked_run(client, job_id, marker)
+        if earlier is not None:
+            status = run_status(earlier)
+            if not status.is_terminal:
+                return earlier, "attached"
+            if status is RunStatus.SUCCESS:
+                return earlier, "accepted"
+            if retry_from_failure and status is RunStatus.ERROR:
+                latest = client.list_runs(job_definition_id=job_id, order_by="-id", limit=1)
+                if latest and latest[0]["id"] == earlier["id"]:
+                    return client.rerun_job(job_id), "rerun"
+                log.info("Run %s is not the job's latest run; starting a new run instead.", earlier["id"])
+    for attempt in range(1, TRIGGER_ATTEMPTS + 1):
+        try:
+            return client.trigger_job_run(job_id, body), "triggered"
+        except (DbtCloudConnectionError, DbtCloudServerError) as error:
+            # The request may have reached dbt Cloud: look for it before anything is sent again.
+            found = find_marked_run(client, job_id, marker)
+            if found is not None:
+                log.warning("The trigger request failed (%s), but it created run %s; using it.", error, found["id"])
+                return found, "recovered"
+            # A 500 or 503 is dbt Cloud's own finished answer, so "no run carries our marker" is final and
+            # sending again is safe. After a timeout, a reset or a gateway's 502/504, dbt Cloud may still be
+            # working on it: leave that to a retry of the caller, whose search comes later.
+            if error.status_code not in FINAL_5XX or attempt == TRIGGER_ATTEMPTS:
+                raise
+            log.warning("The trigger request failed (%s) and started no run; sending it again.", error)
+    raise AssertionError("unreachable")  # pragma: no cover

@@ -26,7 +26,6 @@ class RunStatus(IntEnum):
         return self.name.lower()
 
 
-TERMINAL_STATUSES = frozenset(s for s in RunStatus if s.is_terminal)
 SUMMARY_KEYS = (
     "id",
     "job_definition_id",

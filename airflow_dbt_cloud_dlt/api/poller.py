@@ -16,6 +16,7 @@ import contextlib
 import time
 import weakref
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -24,6 +25,10 @@ from .core import MAX_PAGE_SIZE, RetryPolicy, log
 from .credentials import DbtCloudCredentials
 from .errors import DbtCloudError, DbtCloudValidationError
 from .models import is_terminal
+from .reporting import progress_state
+
+#: Called with a run whenever its status (or running step, when the answer lists steps) changes.
+OnChange = Callable[[dict[str, Any]], None]
 
 #: Polls retry briefly: the next tick is itself a retry.
 POLL_RETRY = RetryPolicy(max_attempts=3, initial_wait=0.5, max_wait=5.0)
@@ -34,6 +39,8 @@ class _Waiter:
     run_id: int
     poll_interval: float
     future: asyncio.Future[dict[str, Any]] = field(repr=False)
+    on_change: OnChange | None = field(default=None, repr=False)
+    seen: tuple[Any, ...] | None = None  # the progress state last reported to ``on_change``
 
 
 class RunPoller:
@@ -58,9 +65,12 @@ class RunPoller:
     def _interval(self) -> float:
         return min(self._intervals, default=0.0)
 
-    async def wait(self, run_id: int, poll_interval: float) -> dict[str, Any]:
-        """Return the run once it is terminal. Cancelling the caller unregisters it."""
-        waiter = _Waiter(run_id, max(0.1, poll_interval), asyncio.get_running_loop().create_future())
+    async def wait(self, run_id: int, poll_interval: float, on_change: OnChange | None = None) -> dict[str, Any]:
+        """Return the run once it is terminal. Cancelling the caller unregisters it.
+
+        ``on_change`` sees the run on every tick whose answer shows a new status or step; it costs no request.
+        """
+        waiter = _Waiter(run_id, max(0.1, poll_interval), asyncio.get_running_loop().create_future(), on_change)
         if self._waiters and waiter.poll_interval < self._interval():
             self._interval_changed.set()
         self._waiters.setdefault(run_id, set()).add(waiter)
@@ -138,8 +148,23 @@ class RunPoller:
             else:
                 found[run_id] = result
         for run_id, run in found.items():
+            self._report(run_id, run)
             if is_terminal(run):
                 self._resolve(run_id, run)
+
+    def _report(self, run_id: int, run: dict[str, Any]) -> None:
+        """Tell the waiters that asked for it about a new status or step (a callback error never stops a wait)."""
+        state: tuple[Any, ...] | None = None
+        for waiter in self._waiters.get(run_id, ()):
+            if waiter.on_change is None or waiter.future.done():
+                continue
+            state = progress_state(run) if state is None else state
+            if state != waiter.seen:
+                waiter.seen = state
+                try:
+                    waiter.on_change(run)
+                except Exception:
+                    log.exception("A progress callback for run %s failed.", run_id)
 
     def _handle_error(self, run_ids: list[int], error: DbtCloudError, unread: set[int]) -> None:
         """Transient errors wait for the next tick; others (401, 403, 404) end the affected waits."""
@@ -179,14 +204,22 @@ def poller_for(credentials: DbtCloudCredentials) -> RunPoller:
 
 
 async def wait_for_run_async(
-    credentials: DbtCloudCredentials, run_id: int, *, poll_interval: float, timeout: float | None = None
+    credentials: DbtCloudCredentials,
+    run_id: int,
+    *,
+    poll_interval: float,
+    timeout: float | None = None,
+    on_change: OnChange | None = None,
 ) -> dict[str, Any]:
-    """Wait on the shared poller until the run is terminal; raises ``TimeoutError`` after ``timeout`` s."""
+    """Wait on the shared poller until the run is terminal; raises ``TimeoutError`` after ``timeout`` s.
+
+    ``on_change`` is called with the run each time its status (or step) differs from the last one seen.
+    """
 
     async def waiting() -> dict[str, Any]:
         # Look the poller up in the same step that registers with it: wait_for runs this in a new task, and
         # a poller picked one step earlier may have stopped in between.
-        return await poller_for(credentials).wait(run_id, poll_interval)
+        return await poller_for(credentials).wait(run_id, poll_interval, on_change)
 
     if timeout is None:
         return await waiting()

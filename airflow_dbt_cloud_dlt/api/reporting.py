@@ -6,12 +6,15 @@ Only tails are shown: the last lines of the failed step's log and a bounded list
 from __future__ import annotations
 
 import json
-from typing import Any
+import logging
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
-from .client import DbtCloudClient
-from .core import log
 from .errors import DbtCloudError
 from .models import RunStatus, status_text
+
+if TYPE_CHECKING:  # the sync client pulls in requests: only failure_report needs one, and it is given one
+    from .client import DbtCloudClient
 
 LOG_TAIL_LINES = 50
 MAX_FAILED_NODES = 20
@@ -19,6 +22,7 @@ MAX_FAILED_NODES = 20
 MAX_TEXT = 2000
 #: The most characters of one log line shown.
 MAX_LOG_LINE = 500
+log = logging.getLogger("airflow_dbt_cloud_dlt")  # core's logger, without importing core (tenacity)
 _FAILED_NODE_STATUSES = ("error", "fail", "runtime error")
 
 
@@ -62,6 +66,19 @@ def progress_state(run: dict[str, Any]) -> tuple[Any, ...]:
     """What a progress line reports, without the clock: the status and the running step."""
     step = _current_step(run)
     return run.get("status"), step.get("index") if step else None
+
+
+def changes_only(callback: Callable[[dict[str, Any]], None]) -> Callable[[dict[str, Any]], None]:
+    """Wrap ``callback`` so that it sees a run only when its :func:`progress_state` changed."""
+    seen: list[tuple[Any, ...]] = []
+
+    def on_poll(run: dict[str, Any]) -> None:
+        state = progress_state(run)
+        if not seen or seen[-1] != state:
+            seen[:] = [state]
+            callback(run)
+
+    return on_poll
 
 
 def progress_line(run: dict[str, Any]) -> str:

@@ -1,15 +1,20 @@
-"""Waiting for a run to finish, by polling. Only dbt Cloud's own final status ends the wait."""
+"""Waiting for a run to finish, by polling. Only dbt Cloud's own final status ends the wait
+(:func:`.models.is_terminal`, the rule that :meth:`.events.RunEvent.for_run` applies too)."""
 
 from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from .client import DbtCloudClient
 from .core import clamp_poll_interval, log
 from .errors import DbtCloudError, DbtCloudRunTimeoutError
+from .events import RunEvent
 from .models import is_terminal
+from .reporting import changes_only
+
+if TYPE_CHECKING:
+    from .client import DbtCloudClient
 
 
 def wait_for_run(
@@ -51,3 +56,32 @@ def wait_for_run(
                 run=run,
             )
         sleep(max(0.0, poll_interval if remaining is None else min(poll_interval, remaining)))
+
+
+def wait_for_event(
+    client: DbtCloudClient,
+    run_id: int,
+    *,
+    poll_interval: float,
+    timeout: float | None = None,
+    run_url: str | None = None,
+    on_change: Callable[[dict[str, Any]], None] | None = None,
+) -> RunEvent:
+    """A blocking wait whose outcome is the same :class:`RunEvent` a deferred wait delivers.
+
+    ``on_change`` sees the run (with its steps and job) whenever its status or running step changes.
+    """
+    try:
+        run = wait_for_run(
+            client,
+            run_id,
+            poll_interval=poll_interval,
+            timeout=timeout,
+            include_related=("run_steps", "job"),
+            on_poll=None if on_change is None else changes_only(on_change),
+        )
+    except DbtCloudRunTimeoutError as error:
+        return RunEvent.timed_out(run_id, error.run, run_url, message=str(error))
+    event = RunEvent.for_run(run, run_url)
+    assert event is not None  # wait_for_run returns terminal runs only
+    return event
