@@ -56,8 +56,13 @@ def run_status(run: dict[str, Any]) -> RunStatus:
         return RunStatus.RUNNING
 
 
+_TERMINAL_CODES = frozenset(code for code in RunStatus if code.is_terminal)
+
+
 def is_terminal(run: dict[str, Any]) -> bool:
-    return run_status(run).is_terminal
+    """Whether dbt Cloud reports the run as ended (the poller asks this of every run on every tick)."""
+    status = run.get("status")
+    return status in _TERMINAL_CODES or (isinstance(status, str) and run_status(run).is_terminal)
 
 
 def status_text(run: dict[str, Any]) -> str:

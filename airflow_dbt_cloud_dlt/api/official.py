@@ -12,16 +12,17 @@ import json
 import mimetypes
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
-from typing import Any
-
-import requests
-from requests.structures import CaseInsensitiveDict
+from typing import TYPE_CHECKING, Any
 
 from . import core
-from .client import DbtCloudClient
 from .core import ApiRequest, RetryPolicy
 from .credentials import validate_id
 from .errors import DbtCloudConfigError, DbtCloudRateLimitError
+
+if TYPE_CHECKING:
+    import requests
+
+    from .client import DbtCloudClient
 
 # --- request builders that core does not have ---------------------------------------------------------
 
@@ -137,6 +138,9 @@ def as_response(client: DbtCloudClient, request: ApiRequest, value: Any) -> requ
     ``.content``, ``.ok`` and ``.raise_for_status()`` behave as on the official hook's answers. Of the
     headers, only ``Content-Type`` is set (from the artifact's name for files). The URL holds no token.
     """
+    import requests  # loaded already by the client that answered; not at DAG parsing, which imports this module
+    from requests.structures import CaseInsensitiveDict
+
     response = requests.Response()
     response.status_code = 200
     response.reason = "OK"
