@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import tenacity
 from conftest import ACCOUNT_ID, TOKEN
 
 from airflow_dbt_cloud_dlt.api import core
@@ -211,6 +212,24 @@ def test_pagination_stops_at_the_page_cap(hostile: Any, monkeypatch: pytest.Monk
         pytest.raises(DbtCloudBadResponseError, match=stopped),
     ):
         client.list_jobs()
+    assert len(server.paths) == 5
+
+
+def test_official_hook_listing_stops_at_the_page_cap(hostile: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The official-style ``DbtCloudHook.list_jobs`` (one Response per page) ends like every other listing."""
+    from airflow_dbt_cloud_dlt.hooks import DbtCloudHook
+
+    monkeypatch.setattr(core, "MAX_PAGES", 5)
+    server = hostile(_full_pages(lying_total=True))
+    conn = {
+        "conn_type": "dbtclouddlt",
+        "host": server.credentials["base_url"],
+        "login": str(ACCOUNT_ID),
+        "password": TOKEN,
+    }
+    monkeypatch.setenv("AIRFLOW_CONN_HOSTILE_PAGES", json.dumps(conn))
+    with pytest.raises(DbtCloudBadResponseError, match="kept answering full pages"):
+        DbtCloudHook("hostile_pages", retry_args={"stop": tenacity.stop_after_attempt(1)}).list_jobs()
     assert len(server.paths) == 5
 
 

@@ -118,17 +118,14 @@ def _exactly_one(items: list[dict[str, Any]], kind: str, name: str, where: str) 
 def pages(client: DbtCloudClient, build: Callable[[int], ApiRequest]) -> Iterator[dict[str, Any]]:
     """Every page's envelope of a list endpoint; ``build(offset)`` makes the request for one page.
 
-    It follows ``extra.pagination`` (``count`` and ``total_count``) until the total is reached, and stops on
-    an empty or short page when the total is missing.
+    It follows ``extra.pagination`` and ends as every listing of this package does (:class:`.core.PageWalk`):
+    on a short or empty page, at ``total_count``, on repeated ids, or with an error after too many pages.
     """
-    offset = 0
-    while True:
-        envelope = client.send(build(offset))
+    walk = core.PageWalk("items")
+    while not walk.done:
+        envelope = client.send(build(walk.offset))
+        walk.take(envelope)
         yield envelope
-        items, total = core.page_items(envelope)
-        offset += len(items)
-        if not items or (total is not None and offset >= total) or (total is None and len(items) < core.MAX_PAGE_SIZE):
-            return
 
 
 def as_response(client: DbtCloudClient, request: ApiRequest, value: Any) -> requests.Response:
