@@ -27,16 +27,32 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import urlsplit, urlunsplit
 
 from ._compat import AirflowException, BaseHook, mask_secret
+from .api import core, errors
+from .api.core import ApiRequest, RetryPolicy, require_account
 from .api.credentials import DbtCloudCredentials, credentials_from_mapping, validate_id
 from .api.errors import DbtCloudConfigError, DbtCloudError
+from .api.models import RunStatus
+from .api.official import (
+    DbtCloudLookupError,
+    artifact_request,
+    as_response,
+    find_job,
+    get_environment,
+    get_project,
+    list_accounts,
+    optional_step,
+    pages,
+    related,
+    retry_policy,
+)
+from .api.reporting import failure_report
 from .provider_info import CONN_FIELDS, CONN_TYPE, LEGACY_CONN_TYPE, OFFICIAL_CONN_TYPE, UI_FIELD_BEHAVIOUR
 
 if TYPE_CHECKING:
     from requests import Response
 
-    from .api.aio import AsyncDbtCloudClient
-    from .api.client import DbtCloudClient
-    from .api.core import ApiRequest, RetryPolicy
+    from .api.aio import AsyncDbtCloudClient  # httpx: the triggerer needs it, DAG parsing does not
+    from .api.client import DbtCloudClient  # requests: loaded on first use, not at DAG parsing
 
 #: Seconds that triggers in one process share a connection lookup (a rotated token is seen after this).
 CREDENTIALS_TTL = 30.0
@@ -141,12 +157,12 @@ def _form_filter(name: str) -> Callable[[Any], Any]:
 class DbtCloudJobRunStatus(Enum):
     """dbt Cloud job run statuses, as in the official provider (``api.models.RunStatus`` is this package's)."""
 
-    QUEUED = 1
-    STARTING = 2
-    RUNNING = 3
-    SUCCESS = 10
-    ERROR = 20
-    CANCELLED = 30
+    QUEUED = RunStatus.QUEUED.value
+    STARTING = RunStatus.STARTING.value
+    RUNNING = RunStatus.RUNNING.value
+    SUCCESS = RunStatus.SUCCESS.value
+    ERROR = RunStatus.ERROR.value
+    CANCELLED = RunStatus.CANCELLED.value
     NON_TERMINAL_STATUSES = (QUEUED, STARTING, RUNNING)
     TERMINAL_STATUSES = (SUCCESS, ERROR, CANCELLED)
 
@@ -189,8 +205,6 @@ def _twin(cls: type[DbtCloudError]) -> type[DbtCloudError]:
 def __getattr__(name: str) -> Any:
     """Unpickling an error twin in a fresh process makes the twin first."""
     if name.startswith(_TWIN_PREFIX):
-        from .api import errors
-
         base = getattr(errors, name.removeprefix(_TWIN_PREFIX), None)
         if isinstance(base, type) and issubclass(base, DbtCloudError):
             return _twin(base)
@@ -388,8 +402,6 @@ class DbtCloudHook(BaseHook):
     @cached_property
     def retry_policy(self) -> RetryPolicy:
         """The API client's retry policy under this hook's ``retry_limit``, ``retry_delay`` and ``retry_args``."""
-        from .api.official import retry_policy
-
         return retry_policy(self.retry_limit, self.retry_delay, self.retry_args)
 
     def _for_official(self, credentials: DbtCloudCredentials, account_id: int | None) -> DbtCloudCredentials:
@@ -402,7 +414,7 @@ class DbtCloudHook(BaseHook):
 
     def _client(self, account_id: int | None) -> DbtCloudClient:
         """One sync client (one HTTP session) per account, kept for the hook's life."""
-        from .api.client import DbtCloudClient
+        from .api.client import DbtCloudClient  # requests: loaded on first use, not at DAG parsing
 
         clients: dict[int | None, DbtCloudClient] = self.__dict__.setdefault("_official_clients", {})
         if account_id not in clients:
@@ -412,7 +424,6 @@ class DbtCloudHook(BaseHook):
 
     def _resolve_account_id(self) -> int:
         """The account of calls without ``account_id``: the hook's ``account_id=``, else the connection's login."""
-        from .api.core import require_account
 
         return require_account(self.credentials)
 
@@ -421,24 +432,18 @@ class DbtCloudHook(BaseHook):
 
     def _get(self, account_id: int | None, build: Callable[[int], ApiRequest]) -> Response:
         """Send ``build(account)`` through the client; the answer as a ``requests.Response``."""
-        from .api.official import as_response
-
         account = self._account(account_id)
         client, request = self._client(account), build(account)
         return as_response(client, request, client.send(request))
 
     def _pages(self, account_id: int | None, build: Callable[[int, int], ApiRequest]) -> list[Response]:
         """Every page of ``build(account, offset)``, following ``extra.pagination``: one response per page."""
-        from .api.official import as_response, pages
-
         account = self._account(account_id)
         client = self._client(account)
         return [as_response(client, build(account, 0), page) for page in pages(client, lambda o: build(account, o))]
 
     def list_accounts(self) -> Response:
         """The accounts that the token may use (``GET /api/v2/accounts/``); the connection needs an account id."""
-        from .api.official import list_accounts
-
         try:
             return self._get(None, lambda account: list_accounts())
         except DbtCloudError as error:
@@ -447,15 +452,11 @@ class DbtCloudHook(BaseHook):
     @_official
     def get_account(self, account_id: int | None = None) -> Response:
         """One account's metadata."""
-        from .api import core
-
         return self._get(account_id, core.get_account)
 
     @_official
     def list_projects(self, account_id: int | None = None, name_contains: str | None = None) -> list[Response]:
         """The account's projects, one response per page; ``name_contains`` filters case-insensitively."""
-        from .api import core
-
         return self._pages(
             account_id,
             lambda account, offset: core.list_projects(account, offset=offset, name__icontains=name_contains),
@@ -464,8 +465,6 @@ class DbtCloudHook(BaseHook):
     @_official
     def get_project(self, project_id: int, account_id: int | None = None) -> Response:
         """One project's metadata."""
-        from .api.official import get_project
-
         return self._get(account_id, lambda account: get_project(account, project_id))
 
     @_official
@@ -473,8 +472,6 @@ class DbtCloudHook(BaseHook):
         self, project_id: int, *, name_contains: str | None = None, account_id: int | None = None
     ) -> list[Response]:
         """A project's environments, one response per page."""
-        from .api import core
-
         return self._pages(
             account_id,
             lambda account, offset: core.list_environments(
@@ -485,8 +482,6 @@ class DbtCloudHook(BaseHook):
     @_official
     def get_environment(self, project_id: int, environment_id: int, *, account_id: int | None = None) -> Response:
         """One environment's metadata."""
-        from .api.official import get_environment
-
         return self._get(account_id, lambda account: get_environment(account, project_id, environment_id))
 
     @_official
@@ -499,9 +494,6 @@ class DbtCloudHook(BaseHook):
         name_contains: str | None = None,
     ) -> list[Response]:
         """The account's jobs, one response per page, optionally of one project or environment."""
-        from .api import core
-        from .api.credentials import validate_id
-
         filters: dict[str, Any] = {
             "order_by": order_by,
             "project_id": None if project_id is None else validate_id(project_id, "project_id"),
@@ -513,8 +505,6 @@ class DbtCloudHook(BaseHook):
     @_official
     def get_job(self, job_id: int, account_id: int | None = None) -> Response:
         """One job's metadata."""
-        from .api import core
-
         return self._get(account_id, lambda account: core.get_job(account, job_id))
 
     @_official
@@ -523,8 +513,6 @@ class DbtCloudHook(BaseHook):
     ) -> dict[str, Any]:
         """The job with exactly these project, environment and job names; a DbtCloudResourceLookupError naming
         the candidates when there is none or more than one."""
-        from .api.official import DbtCloudLookupError, find_job
-
         try:
             return find_job(self._client(self._account(account_id)), project_name, environment_name, job_name)
         except DbtCloudLookupError as error:
@@ -544,8 +532,6 @@ class DbtCloudHook(BaseHook):
         """Start a run of a job (never sent twice blindly). With ``retry_from_failure``, when the job's latest
         run failed, rerun it from the point of failure instead (the overrides are then ignored, as dbt Cloud's
         rerun takes none)."""
-        from .api import core
-
         if additional_run_config is not None and not isinstance(additional_run_config, Mapping):
             raise DbtCloudConfigError(
                 f"Invalid additional_run_config {additional_run_config!r}: give a dict of trigger fields."
@@ -576,10 +562,6 @@ class DbtCloudHook(BaseHook):
         order_by: str | None = None,
     ) -> list[Response]:
         """The account's runs, or one job's, one response per page."""
-        from .api import core
-        from .api.credentials import validate_id
-        from .api.official import related
-
         job = None if job_definition_id is None else validate_id(job_definition_id, "job_definition_id")
         names = related(include_related)
         query: dict[str, Any] = {"order_by": order_by, "include_related": names, "job_definition_id": job}
@@ -588,9 +570,6 @@ class DbtCloudHook(BaseHook):
     @_official
     def get_job_runs(self, account_id: int | None = None, payload: dict[str, Any] | None = None) -> Response:
         """One page of runs; ``payload`` holds the query (filters, ``order_by``, ``limit``, ``offset``)."""
-        from .api import core
-        from .api.official import related
-
         if payload is not None and not isinstance(payload, Mapping):
             raise DbtCloudConfigError(f"Invalid payload {payload!r}: give a dict of query parameters.")
         query = dict(payload or {})
@@ -603,9 +582,6 @@ class DbtCloudHook(BaseHook):
         self, run_id: int, account_id: int | None = None, include_related: list[str] | None = None
     ) -> Response:
         """One run's metadata, with the related objects asked for (e.g. ``["run_steps", "job"]``)."""
-        from .api import core
-        from .api.official import related
-
         return self._get(account_id, lambda account: core.get_run(account, run_id, related(include_related)))
 
     @_official
@@ -648,8 +624,6 @@ class DbtCloudHook(BaseHook):
             if status in statuses:
                 return True
             if status in DbtCloudJobRunStatus.TERMINAL_STATUSES.value:
-                from .api.reporting import failure_report
-
                 raise DbtCloudJobRunException(
                     f"Job run {run_id} reached terminal status {DbtCloudJobRunStatus(status).name} before reaching "
                     f"expected statuses {statuses}.\n{failure_report(self._client(self._account(account_id)), run_id)}"
@@ -667,23 +641,16 @@ class DbtCloudHook(BaseHook):
     ) -> None:
         """Log why a run failed: its status message, the failed step with its log tail, the failed nodes.
         The run is always read again (``job_run`` is accepted for the official's signature)."""
-        from .api.reporting import failure_report
-
         self.log.error("%s", failure_report(self._client(self._account(account_id)), run_id))
 
     @_official
     def cancel_job_run(self, run_id: int, account_id: int | None = None) -> None:
         """Cancel a run (a run that has already ended stays as it is)."""
-        from .api import core
-
         self._get(account_id, lambda account: core.cancel_run(account, run_id))
 
     @_official
     def list_job_run_artifacts(self, run_id: int, account_id: int | None = None, step: int | None = None) -> Response:
         """The names of a run's artifact files, of its last step or of ``step`` (1 is the first)."""
-        from .api import core
-        from .api.official import optional_step
-
         return self._get(account_id, lambda account: core.list_run_artifacts(account, run_id, optional_step(step)))
 
     @_official
@@ -692,8 +659,6 @@ class DbtCloudHook(BaseHook):
     ) -> Response:
         """One artifact file (``manifest.json``, ``run_results.json``, ...), read whole; a missing one names the
         run, the step and the path. DbtCloudGetJobRunArtifactOperator streams big files to disk instead."""
-        from .api.official import artifact_request, optional_step
-
         if not isinstance(path, str):
             raise DbtCloudConfigError(f"Invalid path {path!r}: give an artifact's path, such as 'manifest.json'.")
         return self._get(account_id, lambda account: artifact_request(account, run_id, path, optional_step(step)))
@@ -710,8 +675,6 @@ class DbtCloudHook(BaseHook):
         """Stream one artifact file into ``output_file``, a chunk at a time (a manifest can be hundreds of MB);
         return its size in bytes. A missing one names the run, the step and the path. Not in the official hook:
         DbtCloudGetJobRunArtifactOperator uses it."""
-        from .api.official import artifact_request, optional_step
-
         if not isinstance(path, str):
             raise DbtCloudConfigError(f"Invalid path {path!r}: give an artifact's path, such as 'manifest.json'.")
         account = self._account(account_id)
@@ -738,8 +701,6 @@ class DbtCloudHook(BaseHook):
     @_official
     def retry_failed_job_run(self, job_id: int, account_id: int | None = None) -> Response:
         """Rerun a job from the point of failure if its latest run failed; otherwise start a new run."""
-        from .api import core
-
         return self._get(account_id, lambda account: core.rerun_job(account, job_id))
 
     @_official
@@ -747,9 +708,7 @@ class DbtCloudHook(BaseHook):
         self, run_id: int, account_id: int | None = None, include_related: list[str] | None = None
     ) -> Any:
         """The run's whole JSON answer (``["data"]`` is the run), read without blocking the event loop."""
-        from .api import core
-        from .api.aio import AsyncDbtCloudClient
-        from .api.official import related
+        from .api.aio import AsyncDbtCloudClient  # httpx: the triggerer needs it, DAG parsing does not
 
         credentials = self._for_official(await self.aget_credentials(), account_id)
         client = AsyncDbtCloudClient(credentials, retry=self.retry_policy)

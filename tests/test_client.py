@@ -423,7 +423,7 @@ def test_wait_for_run_returns_terminal_run(emulator: DbtCloudEmulator, client: D
 
 
 def test_wait_for_run_tolerates_transient_faults(emulator: DbtCloudEmulator, credentials: dict[str, Any]) -> None:
-    emulator.add_job(JobScript(job_id=5, run_seconds=0.5))
+    emulator.add_job(JobScript(job_id=5, run_seconds=1.5))
     emulator.faults.set(rate=0.3, kinds=("500", "502", "503", "429", "reset"), methods=("GET",), seed=3, retry_after=0)
     with DbtCloudClient(credentials, retry=RetryPolicy(max_attempts=1)) as client:
         run = client.trigger_job_run(5, {"cause": "x"})

@@ -578,7 +578,7 @@ def test_faults_are_seeded_filtered_and_capped(emu: DbtCloudEmulator, api: reque
     emu.faults.set(rate=1.0, kinds=("500",), max_faults=2)
     assert [api.get(f"{emu.base_url}{A}/").status_code for _ in range(3)] == [500, 500, 200]
     emu.faults.set(rate=1.0, kinds=("500",))
-    assert requests.get(f"{emu.base_url}/_emulator/runs").status_code == 200  # control routes never fault
+    assert api.get(f"{emu.base_url}/_emulator/runs").status_code == 200  # control routes never fault
     emu.faults.clear()
     assert api.get(f"{emu.base_url}{A}/").status_code == 200
     with pytest.raises(ValueError):
@@ -662,26 +662,26 @@ def test_stop_closes_the_port_and_runs_stay_readable(api: requests.Session) -> N
 def test_control_routes(emu: DbtCloudEmulator, api: requests.Session) -> None:
     control = f"{emu.base_url}/_emulator"
     job = {"job_id": 77, "name": "ctl", "run_seconds": 30, "steps": [{"name": "Invoke dbt with `dbt run`"}]}
-    assert requests.post(f"{control}/jobs", json=job).json()["job_id"] == 77
-    assert requests.post(f"{control}/jobs", json={"job_id": 1, "bogus": 1}).status_code == 400
+    assert api.post(f"{control}/jobs", json=job).json()["job_id"] == 77
+    assert api.post(f"{control}/jobs", json={"job_id": 1, "bogus": 1}).status_code == 400
     run_id = trigger(emu, api, job_id=77)["id"]
-    runs = requests.get(f"{control}/runs").json()
+    runs = api.get(f"{control}/runs").json()
     assert [r["id"] for r in runs] == [run_id] and runs[0]["job"]["name"] == "ctl"
-    assert requests.post(f"{control}/runs/{run_id}/cancel").json()["status"] == 30
-    assert requests.post(f"{control}/runs/123/cancel").status_code == 404
-    summary = requests.get(f"{control}/requests", params={"summary": 1}).json()
+    assert api.post(f"{control}/runs/{run_id}/cancel").json()["status"] == 30
+    assert api.post(f"{control}/runs/123/cancel").status_code == 404
+    summary = api.get(f"{control}/requests", params={"summary": 1}).json()
     assert summary == {"total": 1, "by_method_path_template": {"POST /api/v2/accounts/{account}/jobs/{job}/run/": 1}}
-    assert len(requests.get(f"{control}/requests").json()) == 1
-    assert requests.post(f"{control}/faults", json={"rate": 1.0, "kinds": ["503"]}).ok
+    assert len(api.get(f"{control}/requests").json()) == 1
+    assert api.post(f"{control}/faults", json={"rate": 1.0, "kinds": ["503"]}).ok
     assert api.get(f"{emu.base_url}{A}/").status_code == 503
-    assert requests.post(f"{control}/faults", json={}).ok
-    assert requests.post(f"{control}/faults", json={"kinds": ["nope"]}).status_code == 400
-    assert requests.post(f"{control}/rate_limit", json={"requests_per_minute": 1}).ok
+    assert api.post(f"{control}/faults", json={}).ok
+    assert api.post(f"{control}/faults", json={"kinds": ["nope"]}).status_code == 400
+    assert api.post(f"{control}/rate_limit", json={"requests_per_minute": 1}).ok
     assert [api.get(f"{emu.base_url}{A}/").status_code for _ in range(2)] == [200, 429]
-    assert requests.post(f"{control}/reset").ok
+    assert api.post(f"{control}/reset").ok
     assert emu.runs == {} and emu.requests == [] and api.get(f"{emu.base_url}{A}/").status_code == 200
     assert requests.get(f"{control}/health").json() == {"ok": True}
-    assert requests.get(f"{control}/nope").status_code == 404
+    assert api.get(f"{control}/nope").status_code == 404
 
 
 def _free_port() -> int:
@@ -731,9 +731,9 @@ def test_other_routes(emu: DbtCloudEmulator, api: requests.Session) -> None:
     assert emu.token == TOKEN
     control = f"{base}/_emulator"
     run_id = trigger(emu, api)["id"]
-    assert requests.post(f"{control}/advance", json={"seconds": 100}).ok
+    assert api.post(f"{control}/advance", json={"seconds": 100}).ok
     assert get_run(emu, api, run_id)["status"] == 10
-    assert requests.delete(f"{control}/requests").ok and emu.requests == []
+    assert api.delete(f"{control}/requests").ok and emu.requests == []
 
 
 def test_concurrent_triggers_are_consistent(emu: DbtCloudEmulator) -> None:

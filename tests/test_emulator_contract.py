@@ -281,9 +281,13 @@ def test_list_pages_follow_extra_pagination(emu: DbtCloudEmulator, api: requests
         ("v2", "/api/v2/accounts/{account_id}/runs/", f"{A}/runs/", {"job_definition_id": 42, "status__in": "[1,2,3]"}),
         ("v2", "/api/v2/accounts/{account_id}/runs/", f"{A}/runs/", {"status": 30, "order_by": "-created_at"}),
         ("v3", "/api/v3/accounts/{account_id}/projects/", "/api/v3/accounts/1/projects/", {}),
-        ("v3", "/api/v3/accounts/{account_id}/projects/{project_id}/environments/",
-         "/api/v3/accounts/1/projects/7/environments/", {"name__icontains": "PRO"}),
-    ]  # fmt: skip
+        (
+            "v3",
+            "/api/v3/accounts/{account_id}/projects/{project_id}/environments/",
+            "/api/v3/accounts/1/projects/7/environments/",
+            {"name__icontains": "PRO"},
+        ),
+    ]
     for version, template, path, filters in lists:
         offset, seen, total = 0, [], None
         while total is None or offset < total:

@@ -34,12 +34,30 @@ from airflow_dbt_cloud_dlt.hooks import (
 from airflow_dbt_cloud_dlt.testing import JobScript, StepScript
 
 HOOK_METHODS = [
-    "__init__", "list_accounts", "get_account", "list_projects", "get_project", "list_environments",
-    "get_environment", "list_jobs", "get_job", "get_job_by_name", "trigger_job_run", "list_job_runs",
-    "get_job_runs", "get_job_run", "get_job_run_status", "wait_for_job_run_status", "cancel_job_run",
-    "retry_failed_job_run", "list_job_run_artifacts", "get_job_run_artifact", "test_connection",
-    "get_job_details", "get_job_status",
-]  # fmt: skip
+    "__init__",
+    "list_accounts",
+    "get_account",
+    "list_projects",
+    "get_project",
+    "list_environments",
+    "get_environment",
+    "list_jobs",
+    "get_job",
+    "get_job_by_name",
+    "trigger_job_run",
+    "list_job_runs",
+    "get_job_runs",
+    "get_job_run",
+    "get_job_run_status",
+    "wait_for_job_run_status",
+    "cancel_job_run",
+    "retry_failed_job_run",
+    "list_job_run_artifacts",
+    "get_job_run_artifact",
+    "test_connection",
+    "get_job_details",
+    "get_job_status",
+]
 #: (official module, our module, class name): the classes that the operators' rework gives official names.
 TASK_CLASSES = [
     (official_operators, operators, "DbtCloudRunJobOperator"),

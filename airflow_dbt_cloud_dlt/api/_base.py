@@ -11,13 +11,13 @@ from __future__ import annotations
 
 import http.cookiejar
 import inspect
-from collections.abc import Callable, Coroutine, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Iterator, Mapping
 from typing import Any, Concatenate, Generic, NoReturn, ParamSpec, Protocol, TypeVar
 
 from . import core
 from .core import ApiRequest, RetryPolicy
 from .credentials import CredentialsLike, DbtCloudCredentials, resolve_credentials
-from .errors import DbtCloudRateLimitError
+from .errors import DbtCloudBadResponseError, DbtCloudRateLimitError
 from .ratelimit import budget_for
 
 P = ParamSpec("P")
@@ -118,11 +118,19 @@ class Endpoint(Generic[P, T]):
 
 
 def data(envelope: Any) -> dict[str, Any]:
-    return dict(envelope["data"])
+    """The envelope's ``data`` object (a typed error when it is anything else)."""
+    value = envelope.get("data") if isinstance(envelope, dict) else None
+    if not isinstance(value, dict):
+        raise DbtCloudBadResponseError("dbt Cloud answered with a malformed envelope: data is not an object.")
+    return dict(value)
 
 
 def data_list(envelope: Any) -> list[Any]:
-    return list(envelope["data"] or [])
+    """The envelope's ``data`` list (null counts as empty; a typed error for anything else)."""
+    value = envelope.get("data") if isinstance(envelope, dict) else None
+    if not isinstance(value, list | None):
+        raise DbtCloudBadResponseError("dbt Cloud answered with a malformed envelope: data is not a list.")
+    return list(value or [])
 
 
 def page(envelope: Any) -> list[dict[str, Any]]:
@@ -131,6 +139,30 @@ def page(envelope: Any) -> list[dict[str, Any]]:
 
 def raw(answer: Any) -> bytes:
     return bytes(answer)
+
+
+def paginate(
+    fetch: Callable[[int], Any], what: str, *, limit: int | None = None, page_size: int = core.MAX_PAGE_SIZE
+) -> Iterator[Any]:
+    """The items of a paged listing: ``fetch(offset)`` returns one page's envelope (see :class:`.core.PageWalk`
+    for when it stops). Every listing of the sync client goes through here."""
+    walk = core.PageWalk(what, limit=limit, page_size=page_size)
+    while not walk.done:
+        yield from walk.take(fetch(walk.offset))
+
+
+async def apaginate(
+    fetch: Callable[[int], Awaitable[Any]],
+    what: str,
+    *,
+    limit: int | None = None,
+    page_size: int = core.MAX_PAGE_SIZE,
+) -> AsyncIterator[Any]:
+    """:func:`paginate` for an async ``fetch``."""
+    walk = core.PageWalk(what, limit=limit, page_size=page_size)
+    while not walk.done:
+        for item in walk.take(await fetch(walk.offset)):
+            yield item
 
 
 # --- the endpoints that both transports, or one of them, offer --------------------------------------

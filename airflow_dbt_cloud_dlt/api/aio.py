@@ -181,18 +181,33 @@ class AsyncDbtCloudClient(BaseClient):
         pooled = _loop_pools().using(self.credentials) if self._http is None else contextlib.nullcontext(self._http)
         async with pooled as http:
             try:
-                response = await http.request(
-                    request.method,
-                    request.path,
-                    params=request.params,
-                    json=request.body,
-                    headers=self._headers,
-                    timeout=_timeout(self.credentials),
-                )
+                async with asyncio.timeout(core.answer_deadline(request, self.credentials)):
+                    response, body = await self._exchange(http, request)
+            except TimeoutError:  # the whole answer's deadline (httpx's own timeouts are TransportErrors)
+                raise core.too_slow(request, self.credentials) from None
             except httpx.TransportError as exc:
                 tls_failure = isinstance(exc, httpx.ConnectError) and "CERTIFICATE" in str(exc)
                 self._no_answer(request, exc, sent=not isinstance(exc, _NOT_SENT), transient=not tls_failure)
-        return self._answer(request, response.status_code, response.headers, response.content)
+        return self._answer(request, response.status_code, response.headers, body)
+
+    async def _exchange(self, http: httpx.AsyncClient, request: ApiRequest) -> tuple[httpx.Response, bytes]:
+        """Send ``request`` and read its answer, at most :func:`.core.body_limit` bytes."""
+        async with http.stream(
+            request.method,
+            request.path,
+            params=request.params,
+            json=request.body,
+            headers=self._headers,
+            timeout=_timeout(self.credentials),
+        ) as response:
+            core.check_announced_size(request, response.headers)
+            limit, size, chunks = core.body_limit(request), 0, list[bytes]()
+            async for chunk in response.aiter_bytes():
+                size += len(chunk)
+                if size > limit:
+                    raise core.too_large(request)
+                chunks.append(chunk)
+        return response, b"".join(chunks)
 
     async def send(self, request: ApiRequest, retry: RetryPolicy | None = None) -> Any:
         """Send one request under the retry policy; returns the envelope."""

@@ -32,6 +32,8 @@ _SESSIONS: dict[tuple[int, PoolKey], requests.Session] = {}
 _SESSIONS_LOCK = threading.Lock()
 #: Bytes read and written at a time by :meth:`DbtCloudClient.download`.
 DOWNLOAD_CHUNK = 1 << 20
+#: What a request that got no (whole) answer raises.
+_NO_ANSWER = (requests.RequestException, urllib3.exceptions.HTTPError, OSError)
 
 
 def shared_session(credentials: DbtCloudCredentials) -> requests.Session:
@@ -70,6 +72,51 @@ def _not_sent(exc: requests.RequestException) -> bool:
     return isinstance(reason, urllib3.exceptions.NewConnectionError)
 
 
+def _read_bounded(response: requests.Response, request: ApiRequest, creds: DbtCloudCredentials) -> bytes:
+    """The body, at most :func:`.core.body_limit` bytes, all of it within :func:`.core.answer_deadline`.
+
+    ``read1`` returns what one socket read brings, so a server that drips bytes meets the deadline between two
+    reads, and each read waits at most what is left of it.
+    """
+    core.check_announced_size(request, response.headers)
+    seconds = core.answer_deadline(request, creds)
+    deadline = None if seconds is None else time.monotonic() + seconds
+    limit, size, chunks = core.body_limit(request), 0, list[bytes]()
+    while True:
+        if deadline is not None:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise core.too_slow(request, creds)
+            sock = getattr(getattr(response.raw, "connection", None), "sock", None)
+            if sock is not None:
+                sock.settimeout(min(left, creds.timeout))
+        try:
+            chunk = response.raw.read1(65536, decode_content=True)
+        except (urllib3.exceptions.ReadTimeoutError, TimeoutError):
+            if deadline is not None and time.monotonic() >= deadline:
+                raise core.too_slow(request, creds) from None
+            raise
+        if not chunk:
+            return b"".join(chunks)
+        size += len(chunk)
+        if size > limit:
+            raise core.too_large(request)
+        chunks.append(chunk)
+
+
+def _write_body(response: requests.Response, target: Path) -> int:
+    """Write the body to ``target`` (truncated first), a chunk at a time; the bytes written."""
+    written = 0
+    with target.open("wb") as out:
+        for chunk in response.iter_content(chunk_size=DOWNLOAD_CHUNK):
+            try:
+                out.write(chunk)
+            except OSError as error:  # the disk, not the network: not retried
+                raise DbtCloudConfigError(f"Could not write {target}: {error}") from None
+            written += len(chunk)
+    return written
+
+
 class DbtCloudClient(BaseClient):
     """A dbt Cloud API client for one account. Use it as a context manager, or call :meth:`close`."""
 
@@ -97,53 +144,61 @@ class DbtCloudClient(BaseClient):
 
     # --- transport --------------------------------------------------------------------------------
 
-    def _open(self, request: ApiRequest, *, stream: bool = False) -> requests.Response:
-        """Send ``request`` once; the HTTP answer (its body not yet read when ``stream``)."""
+    def _request_kwargs(self, request: ApiRequest) -> dict[str, Any]:
+        creds = self.credentials
+        return {
+            "method": request.method,
+            "url": creds.base_url + request.path,
+            "params": request.params,
+            "json": request.body,
+            "headers": self._headers,
+            "timeout": (min(core.CONNECT_TIMEOUT, creds.timeout), creds.timeout),
+            "allow_redirects": False,
+            # Per request, because requests lets REQUESTS_CA_BUNDLE and HTTPS_PROXY override session settings.
+            "verify": creds.verify,
+            "proxies": dict(creds.proxies or {}),
+            "stream": True,  # read below, bounded in size and time (or written to disk chunk by chunk)
+        }
+
+    def _send_once(self, request: ApiRequest) -> Any:
         creds = self.credentials
         wait = self._reserve()
         if wait > 0:
             time.sleep(wait)
         try:
-            return (self._own_session or shared_session(creds)).request(
-                request.method,
-                creds.base_url + request.path,
-                params=request.params,
-                json=request.body,
-                headers=self._headers,
-                timeout=(min(core.CONNECT_TIMEOUT, creds.timeout), creds.timeout),
-                allow_redirects=False,
-                # Per request, because requests lets REQUESTS_CA_BUNDLE and HTTPS_PROXY override session settings.
-                verify=creds.verify,
-                proxies=dict(creds.proxies or {}),
-                stream=stream,
-            )
+            response = (self._own_session or shared_session(creds)).request(**self._request_kwargs(request))
+            with response:
+                body = _read_bounded(response, request, creds)
         except requests.exceptions.SSLError as exc:
             self._no_answer(request, exc, sent=False, transient=False)
-        except requests.RequestException as exc:  # connection errors, timeouts, bodies cut short
-            self._no_answer(request, exc, sent=not _not_sent(exc))
-
-    def _send_once(self, request: ApiRequest) -> Any:
-        response = self._open(request)
-        return self._answer(request, response.status_code, response.headers, response.content)
+        except _NO_ANSWER as exc:  # resets, timeouts, cut bodies
+            self._no_answer(request, exc, sent=not (isinstance(exc, requests.RequestException) and _not_sent(exc)))
+        return self._answer(request, response.status_code, response.headers, body)
 
     def _download_once(self, request: ApiRequest, target: Path) -> int:
-        with self._open(request, stream=True) as response:
-            if not 200 <= response.status_code < 300:
-                self._answer(request, response.status_code, response.headers, response.content)  # raises
-            written = 0
-            try:
-                with target.open("wb") as out:  # truncated again by every attempt
-                    for chunk in response.iter_content(chunk_size=DOWNLOAD_CHUNK):
-                        out.write(chunk)
-                        written += len(chunk)
-            except requests.RequestException as exc:  # the body was cut short: retried as a whole
-                self._no_answer(request, exc, sent=True)
-            return written
+        """One attempt of :meth:`download`: a successful answer goes to ``target``, any other raises its error."""
+        creds = self.credentials
+        wait = self._reserve()
+        if wait > 0:
+            time.sleep(wait)
+        try:
+            response = (self._own_session or shared_session(creds)).request(**self._request_kwargs(request))
+            with response:
+                if 200 <= response.status_code < 300:
+                    return _write_body(response, target)
+                body = _read_bounded(response, request, creds)
+        except requests.exceptions.SSLError as exc:
+            self._no_answer(request, exc, sent=False, transient=False)
+        except _NO_ANSWER as exc:  # resets, timeouts, bodies cut short: the download starts again
+            self._no_answer(request, exc, sent=not (isinstance(exc, requests.RequestException) and _not_sent(exc)))
+        self._answer(request, response.status_code, response.headers, body)  # raises the answer's error
+        raise AssertionError("unreachable")  # pragma: no cover
 
     def download(self, request: ApiRequest, target: str | os.PathLike[str]) -> int:
         """Stream the file that ``request`` reads (an artifact) into ``target``, a chunk at a time; return its
-        size. Memory stays at one chunk whatever the file's size. The file appears under its name only when
-        complete (written beside it first); a failed attempt is retried from the start under the retry policy.
+        size. Memory stays at one chunk whatever the file's size, and no size limit applies. The file appears
+        under its name only when complete (written beside it first); a failed attempt is retried from the start
+        under the retry policy.
         """
         final = Path(target)
         final.parent.mkdir(parents=True, exist_ok=True)
@@ -164,18 +219,11 @@ class DbtCloudClient(BaseClient):
                 return self._send_once(request)
         raise AssertionError("unreachable")  # pragma: no cover
 
-    def _paged(self, build: Callable[[int], ApiRequest], limit: int | None) -> Iterator[dict[str, Any]]:
-        offset, seen = 0, 0
-        while True:
-            items, total = core.page_items(self.send(build(offset)))
-            for item in items:
-                if limit is not None and seen >= limit:
-                    return
-                seen += 1
-                yield item
-            offset += len(items)
-            if not items or (total is not None and offset >= total) or len(items) < core.MAX_PAGE_SIZE:
-                return
+    def _paged(
+        self, build: Callable[[int], ApiRequest], limit: int | None, page_size: int = core.MAX_PAGE_SIZE
+    ) -> Iterator[dict[str, Any]]:
+        what = build(0).what
+        return _base.paginate(lambda offset: self.send(build(offset)), what, limit=limit, page_size=page_size)
 
     # --- runs -------------------------------------------------------------------------------------
 
@@ -193,6 +241,7 @@ class DbtCloudClient(BaseClient):
             self._paged(
                 lambda offset: core.list_runs(self.account_id, limit=page, offset=offset, order_by=order_by, **filters),
                 limit,
+                page,
             )
         )
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import email.utils
 import json
 import logging
+import math
 import re
 import time
 from collections.abc import Iterable, Mapping
@@ -40,6 +41,17 @@ USER_AGENT = f"airflow-dbt-cloud-dlt/{__version__}"
 CONNECT_TIMEOUT = 10.0
 MAX_CAUSE_LENGTH = 255
 MAX_PAGE_SIZE = 100
+#: A listing stops with an error after this many pages (100,000 items): a server that always answers full
+#: pages, or a ``total_count`` that lies, must not keep a listing going forever.
+MAX_PAGES = 1000
+#: The shortest poll interval of every wait, blocking or deferred (seconds); smaller ones, 0 included, are
+#: raised to it (:func:`clamp_poll_interval`). Low enough for tests against the emulator; dbt Cloud itself
+#: needs no more than one poll every few seconds.
+MIN_POLL_INTERVAL = 0.1
+#: The largest JSON answer read (bytes); a larger one is a :class:`DbtCloudBadResponseError`.
+MAX_JSON_BYTES = 64 * 1024 * 1024
+#: The largest artifact read into memory (bytes).
+MAX_ARTIFACT_BYTES = 1024 * 1024 * 1024
 #: dbt Cloud's trigger fields and their JSON types (openapi-v2.yaml, TriggerRunRequestRequest).
 TRIGGER_FIELD_TYPES: dict[str, type] = {
     "cause": str,
@@ -71,12 +83,21 @@ class ApiRequest:
     params: Params = ()
     body: Mapping[str, Any] | None = None
     raw: bool = False  # the answer is a file (artifacts), not the JSON envelope
+    #: the JSON type of the envelope's ``data``: "object", "objects" (a list of objects), "list", or "any"
+    expects: str = "any"
     #: a POST whose repetition can do harm (it may start a second dbt Cloud run)
     creates_run: bool = field(default=False)
 
     @property
     def retry_safe(self) -> bool:
         return not self.creates_run
+
+
+def clamp_poll_interval(seconds: float) -> float:
+    """``seconds``, but at least :data:`MIN_POLL_INTERVAL` (a NaN or infinite interval is an error)."""
+    if not math.isfinite(seconds):
+        raise DbtCloudConfigError(f"Invalid poll interval {seconds!r}: give a finite number of seconds, such as 10.")
+    return max(MIN_POLL_INTERVAL, float(seconds))
 
 
 def warn_if_unverified(credentials: DbtCloudCredentials) -> None:
@@ -160,17 +181,22 @@ def trigger_job_run(account_id: int, job_id: int, body: Mapping[str, Any]) -> Ap
         f"trigger of job {job}",
         body=validate_trigger_body(body),
         creates_run=True,
+        expects="object",
     )
 
 
 def rerun_job(account_id: int, job_id: int) -> ApiRequest:
     job = validate_id(job_id, "job_id")
-    return ApiRequest("POST", _v2(account_id, f"jobs/{job}/rerun/"), f"rerun of job {job}", creates_run=True)
+    return ApiRequest(
+        "POST", _v2(account_id, f"jobs/{job}/rerun/"), f"rerun of job {job}", creates_run=True, expects="object"
+    )
 
 
 def get_run(account_id: int, run_id: int, include_related: Iterable[str] = ()) -> ApiRequest:
     run = validate_id(run_id, "run_id")
-    return ApiRequest("GET", _v2(account_id, f"runs/{run}/"), f"run {run}", _params(_related(include_related)))
+    return ApiRequest(
+        "GET", _v2(account_id, f"runs/{run}/"), f"run {run}", _params(_related(include_related)), expects="object"
+    )
 
 
 def list_runs(
@@ -191,18 +217,22 @@ def list_runs(
         filters["pk__in"] = [validate_id(pk, "run_id") for pk in filters["pk__in"]]
     limit = max(1, min(int(limit), MAX_PAGE_SIZE))
     query = {**filters, **_related(include_related), "order_by": order_by, "limit": limit, "offset": offset}
-    return ApiRequest("GET", _v2(account_id, "runs/"), "runs", _params(query))
+    return ApiRequest("GET", _v2(account_id, "runs/"), "runs", _params(query), expects="objects")
 
 
 def cancel_run(account_id: int, run_id: int) -> ApiRequest:
     run = validate_id(run_id, "run_id")
-    return ApiRequest("POST", _v2(account_id, f"runs/{run}/cancel/"), f"cancel of run {run}")
+    return ApiRequest("POST", _v2(account_id, f"runs/{run}/cancel/"), f"cancel of run {run}", expects="object")
 
 
 def list_run_artifacts(account_id: int, run_id: int, step: int | None = None) -> ApiRequest:
     run = validate_id(run_id, "run_id")
     return ApiRequest(
-        "GET", _v2(account_id, f"runs/{run}/artifacts/"), f"artifacts of run {run}", _params({"step": step})
+        "GET",
+        _v2(account_id, f"runs/{run}/artifacts/"),
+        f"artifacts of run {run}",
+        _params({"step": step}),
+        expects="list",
     )
 
 
@@ -222,23 +252,23 @@ def get_run_artifact(account_id: int, run_id: int, path: str, step: int | None =
 
 def get_job(account_id: int, job_id: int) -> ApiRequest:
     job = validate_id(job_id, "job_id")
-    return ApiRequest("GET", _v2(account_id, f"jobs/{job}/"), f"job {job}")
+    return ApiRequest("GET", _v2(account_id, f"jobs/{job}/"), f"job {job}", expects="object")
 
 
 def list_jobs(account_id: int, *, limit: int = MAX_PAGE_SIZE, offset: int = 0, **filters: Any) -> ApiRequest:
     query = {**filters, "limit": max(1, min(int(limit), MAX_PAGE_SIZE)), "offset": offset}
-    return ApiRequest("GET", _v2(account_id, "jobs/"), "jobs", _params(query))
+    return ApiRequest("GET", _v2(account_id, "jobs/"), "jobs", _params(query), expects="objects")
 
 
 def get_account(account_id: int) -> ApiRequest:
     account = validate_id(account_id, "account_id")
-    return ApiRequest("GET", _v2(account), f"account {account}")
+    return ApiRequest("GET", _v2(account), f"account {account}", expects="object")
 
 
 def list_projects(account_id: int, *, limit: int = MAX_PAGE_SIZE, offset: int = 0, **filters: Any) -> ApiRequest:
     account = validate_id(account_id, "account_id")
     query = {**filters, "limit": max(1, min(int(limit), MAX_PAGE_SIZE)), "offset": offset}
-    return ApiRequest("GET", f"/api/v3/accounts/{account}/projects/", "projects", _params(query))
+    return ApiRequest("GET", f"/api/v3/accounts/{account}/projects/", "projects", _params(query), expects="objects")
 
 
 def list_environments(
@@ -250,6 +280,7 @@ def list_environments(
         f"/api/v3/accounts/{account}/projects/{project}/environments/",
         f"environments of project {project}",
         _params({**filters, "limit": max(1, min(int(limit), MAX_PAGE_SIZE)), "offset": offset}),
+        expects="objects",
     )
 
 
@@ -350,10 +381,7 @@ def error_for_status(
     request: ApiRequest, status: int, headers: Mapping[str, str], body: bytes, credentials: DbtCloudCredentials
 ) -> DbtCloudError:
     """The typed error for a non-2xx answer: one sentence that says what is wrong, then what to do."""
-    try:
-        payload: Any = json.loads(body) if body else None
-    except ValueError:
-        payload = None
+    payload = load_json(body) if body else None
     said = _server_message(payload) or _snippet(body)
     action, where = _action(request), f"{request.method} {request.path}"
     host, account = credentials.host, credentials.account_id
@@ -430,6 +458,14 @@ def error_for_status(
     return _expected(error)
 
 
+def load_json(body: bytes) -> Any:
+    """The JSON value of ``body``, or None when it is not JSON or nests too deep to read (RecursionError)."""
+    try:
+        return json.loads(body)
+    except (ValueError, RecursionError):
+        return None
+
+
 def parse_response(
     request: ApiRequest,
     status: int,
@@ -437,7 +473,10 @@ def parse_response(
     body: bytes,
     credentials: DbtCloudCredentials,
 ) -> Any:
-    """The value of a dbt Cloud answer: the whole envelope (JSON calls) or the raw bytes (artifacts)."""
+    """The value of a dbt Cloud answer: the whole envelope (JSON calls) or the raw bytes (artifacts).
+
+    An envelope of the wrong shape is a :class:`DbtCloudBadResponseError` (retried like a 5xx where safe).
+    """
     if credentials.api_token.encode() in body and not (request.raw and 200 <= status < 300):
         body = body.replace(credentials.api_token.encode(), b"***")  # before any message is cut from it
     if not 200 <= status < 300:
@@ -445,10 +484,7 @@ def parse_response(
         raise _scrubbed(error, credentials.api_token)
     if request.raw:
         return body
-    try:
-        payload = json.loads(body)
-    except ValueError:
-        payload = None
+    payload = load_json(body)
     if not isinstance(payload, dict) or "data" not in payload:
         raise DbtCloudBadResponseError(  # the body was scrubbed of the token above
             f"dbt Cloud answered the {request.what} with HTTP {status} but not with its JSON envelope "
@@ -456,7 +492,100 @@ def parse_response(
             status_code=status,
             path=request.path,
         )
+    problem = envelope_problem(payload, request.expects)
+    if problem:
+        raise _scrubbed(
+            DbtCloudBadResponseError(
+                f"dbt Cloud answered the {request.what} with HTTP {status} but with a malformed envelope: {problem}. "
+                "Check that base_url points at the dbt Cloud API.",
+                status_code=status,
+                path=request.path,
+            ),
+            credentials.api_token,
+        )
     return payload
+
+
+def _kind(value: Any) -> str:
+    """What a JSON value is, in a few words (scalars shown, cut short; containers never walked)."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, dict):
+        return "an object"
+    if isinstance(value, list):
+        return "a list"
+    if isinstance(value, str):
+        return "a string"
+    return f"the number {_clip(repr(value), 20)}"
+
+
+def _is_id(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value > 0
+
+
+#: Fields of dbt Cloud objects that this package reads, and the JSON types they must have when present.
+_NESTED_OBJECTS = ("job", "trigger", "environment", "project")
+
+
+def _object_problem(item: dict[str, Any], where: str) -> str | None:
+    if "id" in item and item["id"] is not None and not _is_id(item["id"]):
+        return f"{where}'s id is {_kind(item['id'])}, not a positive whole number"
+    steps = item.get("run_steps")
+    if steps is not None and not (isinstance(steps, list) and all(isinstance(step, dict) for step in steps)):
+        return f"{where}'s run_steps is {_kind(steps)}, not a list of objects"
+    for name in _NESTED_OBJECTS:
+        if item.get(name) is not None and not isinstance(item[name], dict):
+            return f"{where}'s {name} is {_kind(item[name])}, not an object"
+    return None
+
+
+def envelope_problem(envelope: Mapping[str, Any], expects: str = "any") -> str | None:
+    """What is wrong with the shape of an envelope (``data``, ``extra``, ids, steps), or None.
+
+    ``expects`` is the JSON type of ``data``: "object", "objects" (a list of objects), "list" or "any".
+    """
+    data = envelope.get("data")
+    wanted = {"object": (dict,), "objects": (list, type(None)), "list": (list, type(None))}.get(
+        expects, (dict, list, type(None))
+    )
+    if not isinstance(data, wanted):
+        noun = {"object": "an object", "objects": "a list of objects", "list": "a list"}.get(
+            expects, "an object or a list"
+        )
+        return f"data is {_kind(data)}, not {noun}"
+    for position, item in enumerate([data] if isinstance(data, dict) else data or []):
+        where = "the object" if isinstance(data, dict) else f"item {position}"
+        if isinstance(item, dict):
+            problem = _object_problem(item, where)
+            if problem:
+                return problem
+        elif expects == "objects":
+            return f"{where} of data is {_kind(item)}, not an object"
+    try:
+        page_total(envelope)
+    except DbtCloudBadResponseError as error:
+        return error.message
+    return None
+
+
+def page_total(envelope: Mapping[str, Any]) -> int | None:
+    """The ``extra.pagination.total_count`` of a list page, or None when dbt Cloud left it out."""
+    extra = envelope.get("extra")
+    pagination = extra.get("pagination") if isinstance(extra, dict) else None
+    total = pagination.get("total_count") if isinstance(pagination, dict) else None
+    if extra is not None and not isinstance(extra, dict):
+        problem = f"extra is {_kind(extra)}, not an object"
+    elif isinstance(extra, dict) and extra.get("pagination") is not None and not isinstance(pagination, dict):
+        problem = f"extra.pagination is {_kind(pagination)}, not an object"
+    elif total is None or (isinstance(total, int) and not isinstance(total, bool) and total >= 0):
+        return total
+    elif isinstance(total, str) and total.strip().isdigit() and total.isascii():
+        return int(total)
+    else:
+        problem = f"total_count is {_kind(total)}, not a whole number"
+    raise DbtCloudBadResponseError(problem)
 
 
 def _scrubbed(error: DbtCloudError, token: str) -> DbtCloudError:
@@ -536,6 +665,43 @@ def connection_error(
     return _scrubbed(_expected(error), credentials.api_token)  # type: ignore[return-value]
 
 
+def body_limit(request: ApiRequest) -> int:
+    """The most bytes of an answer to ``request`` that are read."""
+    return MAX_ARTIFACT_BYTES if request.raw else MAX_JSON_BYTES
+
+
+def answer_deadline(request: ApiRequest, credentials: DbtCloudCredentials) -> float | None:
+    """Seconds that the whole answer to ``request`` may take: the credentials' timeout for JSON calls, none for
+    artifacts (each read of an artifact still has the timeout)."""
+    return None if request.raw else credentials.timeout
+
+
+def too_large(request: ApiRequest, size: int | None = None) -> DbtCloudBadResponseError:
+    """The error for an answer larger than :func:`body_limit`; asking again gets the same answer."""
+    limit = body_limit(request)
+    said = f" ({size:,} bytes announced)" if size is not None else ""
+    error = DbtCloudBadResponseError(
+        f"dbt Cloud's answer to the request to {_action(request)} is larger than {limit // 2**20} MiB{said}, the most "
+        "this package reads; check that base_url points at the dbt Cloud API, and narrow the request.",
+        path=request.path,
+    )
+    error.transient = False
+    return error
+
+
+def too_slow(request: ApiRequest, credentials: DbtCloudCredentials) -> DbtCloudConnectionError:
+    """The error for an answer that did not arrive whole within :func:`answer_deadline`."""
+    late = TimeoutError(f"the whole answer took longer than {credentials.timeout:g} s")
+    return connection_error(request, credentials, late, sent=True)
+
+
+def check_announced_size(request: ApiRequest, headers: Mapping[str, str]) -> None:
+    """Refuse an answer whose ``Content-Length`` is already over :func:`body_limit`, before reading it."""
+    declared = str(headers.get("Content-Length") or "").strip()
+    if declared.isdigit() and declared.isascii() and int(declared) > body_limit(request):
+        raise too_large(request, int(declared))
+
+
 # --- retries ----------------------------------------------------------------------------------------
 
 
@@ -607,11 +773,75 @@ class _AttemptState:
 
 
 def page_items(envelope: Mapping[str, Any]) -> tuple[list[Any], int | None]:
-    """The items of one list page and the total count that dbt Cloud reports."""
-    items = envelope.get("data") or []
-    pagination = (envelope.get("extra") or {}).get("pagination") or {}
-    total = pagination.get("total_count")
-    return list(items), int(total) if total is not None else None
+    """The items of one list page and the total count that dbt Cloud reports (typed errors if malformed)."""
+    if not isinstance(envelope, Mapping):
+        raise DbtCloudBadResponseError(f"dbt Cloud answered a list request with {_kind(envelope)}, not an envelope.")
+    items = envelope.get("data")
+    if items is not None and not isinstance(items, list):
+        raise DbtCloudBadResponseError(f"dbt Cloud answered a list request with data of {_kind(items)}, not a list.")
+    try:
+        total = page_total(envelope)
+    except DbtCloudBadResponseError as error:
+        raise DbtCloudBadResponseError(f"dbt Cloud answered a list request with a malformed page: {error}.") from None
+    return list(items or []), total
+
+
+@dataclass
+class PageWalk:
+    """A paged listing under way: :meth:`take` reads one page, and says (``done``) when to stop.
+
+    It stops on a short or empty page, when ``total_count`` is reached, when a page repeats ids already seen
+    (a server that ignores ``offset``), and after ``limit`` items; after ``max_pages`` full pages it raises
+    a :class:`DbtCloudBadResponseError`, so no answer can keep a listing going forever.
+    """
+
+    what: str
+    limit: int | None = None
+    page_size: int = MAX_PAGE_SIZE
+    max_pages: int | None = None  # None: MAX_PAGES
+    offset: int = 0
+    pages: int = 0
+    taken: int = 0
+    done: bool = False
+    _seen: set[Any] = field(default_factory=set, repr=False)
+
+    def take(self, envelope: Mapping[str, Any]) -> list[Any]:
+        """The new items of one page (repeats dropped, cut to ``limit``); sets ``done`` and ``offset``."""
+        items, total = page_items(envelope)
+        self.pages += 1
+        fresh, repeated = [], False
+        for item in items:
+            key = item.get("id") if isinstance(item, dict) else None
+            if key is not None and not isinstance(key, dict | list):
+                if key in self._seen:
+                    repeated = True
+                    continue
+                self._seen.add(key)
+            fresh.append(item)
+        if self.limit is not None:
+            fresh = fresh[: max(0, self.limit - self.taken)]
+        self.taken += len(fresh)
+        self.offset += len(items)
+        if repeated:
+            log.warning(
+                "dbt Cloud listed %s again that it had listed before (page %d); the listing stops there.",
+                self.what,
+                self.pages,
+            )
+        self.done = (
+            repeated
+            or len(items) < self.page_size
+            or (total is not None and self.offset >= total)
+            or (self.limit is not None and self.taken >= self.limit)
+        )
+        if not self.done and self.pages >= (self.max_pages or MAX_PAGES):
+            error = DbtCloudBadResponseError(
+                f"dbt Cloud kept answering full pages of {self.what}: the listing stopped after {self.pages} pages "
+                f"({self.offset} items), the most this package reads; narrow it with filters."
+            )
+            error.transient = False
+            raise error
+        return fresh
 
 
 def require_account(credentials: DbtCloudCredentials) -> int:

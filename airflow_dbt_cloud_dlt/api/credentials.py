@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import ipaddress
 import json
+import math
 import os
 import re
 from collections.abc import Mapping
@@ -28,6 +29,11 @@ _TEXT_FIELDS = ("cause", "git_sha", "git_branch", "schema_override")
 _HOST_LABEL = re.compile(r"(?!-)[A-Za-z0-9-]{1,63}(?<!-)")
 _DIGITS = re.compile(r"[0-9]{1,19}")
 _API_SUFFIXES = ("", "/", "/api", "/api/", "/api/v2", "/api/v2/", "/api/v3", "/api/v3/")
+#: The words ``verify`` accepts (any case); anything else must be a bool or the path of an existing CA bundle.
+#: An empty value (``DBT_CLOUD__VERIFY=""``) means the default: verify.
+VERIFY_WORDS = {"true": True, "1": True, "yes": True, "on": True, "": True}
+VERIFY_WORDS.update(dict.fromkeys(("false", "0", "no", "off"), False))
+DEFAULT_TIMEOUT = 30.0
 
 
 def validate_id(value: object, name: str) -> int:
@@ -116,15 +122,27 @@ class DbtCloudCredentials:
     git_branch: str | None = None
     schema_override: str | None = None
     base_url: str = DEFAULT_BASE_URL
-    #: seconds to wait for one HTTP answer
-    timeout: float = 30.0
-    #: True, False, or the path of a CA bundle
+    #: seconds that one whole HTTP answer may take (a finite number > 0)
+    timeout: float = DEFAULT_TIMEOUT
+    #: True, False, or the path of an existing CA bundle (see :func:`validate_verify`)
     verify: bool | str = True
     proxies: Mapping[str, str] | None = None
 
     @property
     def host(self) -> str:
         return urlsplit(self.base_url).hostname or ""
+
+    def __repr__(self) -> str:
+        """The fields, with no token and with any password in a proxy URL replaced by ``***``."""
+        shown = []
+        for f in dataclasses.fields(self):
+            if not f.repr:
+                continue
+            value = getattr(self, f.name)
+            if f.name == "proxies" and value:
+                value = {scheme: redact_url(url) for scheme, url in value.items()}
+            shown.append(f"{f.name}={value!r}")
+        return f"{type(self).__name__}({', '.join(shown)})"
 
     def with_overrides(self, **changes: Any) -> DbtCloudCredentials:
         """A copy with some fields replaced (validated like the originals)."""
@@ -150,6 +168,12 @@ def credentials_from_mapping(values: Mapping[str, Any]) -> DbtCloudCredentials:
         )
     if any(ch.isspace() for ch in token):
         raise DbtCloudConfigError("The dbt Cloud API token contains white space; copy it again from dbt Cloud.")
+    if not (token.isascii() and token.isprintable()):
+        bad = next(i for i, ch in enumerate(token) if not (ch.isascii() and ch.isprintable()))
+        raise DbtCloudConfigError(  # never the token itself: not even the offending character
+            f"The dbt Cloud API token contains a character that is not printable ASCII (at position {bad + 1} of "
+            f"{len(token)}); copy it again from dbt Cloud."
+        )
     fields: dict[str, Any] = {"api_token": token, "base_url": normalize_base_url(values.get("base_url"))}
     for name in _ID_FIELDS:
         fields[name] = _optional_id(values.get(name), name)
@@ -157,16 +181,64 @@ def credentials_from_mapping(values: Mapping[str, Any]) -> DbtCloudCredentials:
         text = values.get(name)
         if text not in (None, ""):
             fields[name] = str(text)
-    try:
-        fields["timeout"] = float(values.get("timeout") or 30.0)
-    except (TypeError, ValueError):
-        raise DbtCloudConfigError(f"Invalid timeout {values.get('timeout')!r}: give seconds, such as 30.") from None
-    verify = values.get("verify", True)
-    if isinstance(verify, str) and verify.strip().lower() in ("true", "false"):
-        verify = verify.strip().lower() == "true"
-    fields["verify"] = True if verify is None else verify
+    fields["timeout"] = validate_timeout(values.get("timeout"))
+    fields["verify"] = validate_verify(values.get("verify", True))
     fields["proxies"] = _proxies(values.get("proxies"))
     return DbtCloudCredentials(**fields)
+
+
+def validate_timeout(value: object) -> float:
+    """Seconds as a finite number > 0; None or "" means the default (30)."""
+    if value is None or (isinstance(value, str) and not value.strip()):
+        return DEFAULT_TIMEOUT
+    seconds: float | None = None
+    if not isinstance(value, bool):
+        try:
+            seconds = float(value)  # type: ignore[arg-type]
+        except (TypeError, ValueError, OverflowError):
+            seconds = None
+    if seconds is None or not math.isfinite(seconds) or seconds <= 0:
+        raise DbtCloudConfigError(
+            f"Invalid timeout {str(value)[:40]!r}: give a finite number of seconds greater than 0, such as 30."
+        )
+    return seconds
+
+
+def validate_verify(value: object) -> bool | str:
+    """TLS verification: True, False, one of :data:`VERIFY_WORDS`, or the path of an existing CA bundle file.
+
+    Both transports give each value the same meaning; anything else is a :class:`DbtCloudConfigError`.
+    """
+    if value is None or isinstance(value, bool):
+        return True if value is None else value
+    if isinstance(value, Path):
+        value = str(value)
+    if isinstance(value, str):
+        word = value.strip().lower()
+        if word in VERIFY_WORDS:
+            return VERIFY_WORDS[word]
+        if Path(value.strip()).expanduser().is_file():
+            return str(Path(value.strip()).expanduser())
+        problem = "no such file" if not Path(value.strip()).expanduser().exists() else "not a file"
+    else:
+        problem = f"a {type(value).__name__}"
+    raise DbtCloudConfigError(
+        f"Invalid verify {str(value)[:80]!r} ({problem}): give true or false (also yes/no, on/off, "
+        "1/0), or the path of an existing CA bundle file."
+    )
+
+
+def redact_url(url: str) -> str:
+    """``url`` with the password of its user info (``user:password@``) replaced by ``***``."""
+    try:
+        parts = urlsplit(url)
+        password = parts.password
+    except ValueError:
+        return "***"
+    if not password:
+        return url
+    netloc = parts.netloc.rsplit("@", 1)
+    return parts._replace(netloc=f"{parts.username or ''}:***@{netloc[-1]}").geturl()
 
 
 def _proxies(value: Any) -> dict[str, str] | None:

@@ -8,7 +8,7 @@ tasks turn into success or failure in one place. Light on purpose: operators imp
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Any, Literal
 
 from .errors import DbtCloudError
@@ -74,13 +74,14 @@ class RunEvent:
 
     def to_payload(self) -> dict[str, Any]:
         """The JSON-safe dict that a ``TriggerEvent`` carries."""
-        return {key: value for key, value in asdict(self).items() if value is not None}
+        return {key: value for key, value in vars(self).items() if value is not None}  # flat: no asdict() copy
 
     @classmethod
     def from_payload(cls, payload: Mapping[str, Any] | None) -> RunEvent:
         """Rebuild an event from :meth:`to_payload`; raises ``ValueError`` for anything else."""
         try:
-            assert payload is not None and payload["status"] in ("success", "error", "cancelled", "timeout")
+            if payload is None or payload["status"] not in ("success", "error", "cancelled", "timeout"):
+                raise ValueError("not a RunEvent payload")
             return cls(
                 status=payload["status"],
                 run_id=int(payload["run_id"]),
@@ -89,5 +90,5 @@ class RunEvent:
                 run_status=payload.get("run_status"),
                 run_url=payload.get("run_url"),
             )
-        except (AssertionError, KeyError, TypeError, ValueError) as error:
+        except (KeyError, TypeError, ValueError) as error:
             raise ValueError(f"Unexpected trigger event {payload!r}; the run's outcome is unknown.") from error

@@ -12,16 +12,17 @@ import json
 import mimetypes
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
-from typing import Any
-
-import requests
-from requests.structures import CaseInsensitiveDict
+from typing import TYPE_CHECKING, Any
 
 from . import core
-from .client import DbtCloudClient
 from .core import ApiRequest, RetryPolicy
 from .credentials import validate_id
 from .errors import DbtCloudConfigError, DbtCloudRateLimitError
+
+if TYPE_CHECKING:
+    import requests
+
+    from .client import DbtCloudClient
 
 # --- request builders that core does not have ---------------------------------------------------------
 
@@ -117,17 +118,14 @@ def _exactly_one(items: list[dict[str, Any]], kind: str, name: str, where: str) 
 def pages(client: DbtCloudClient, build: Callable[[int], ApiRequest]) -> Iterator[dict[str, Any]]:
     """Every page's envelope of a list endpoint; ``build(offset)`` makes the request for one page.
 
-    It follows ``extra.pagination`` (``count`` and ``total_count``) until the total is reached, and stops on
-    an empty or short page when the total is missing.
+    It follows ``extra.pagination`` and ends as every listing of this package does (:class:`.core.PageWalk`):
+    on a short or empty page, at ``total_count``, on repeated ids, or with an error after too many pages.
     """
-    offset = 0
-    while True:
-        envelope = client.send(build(offset))
+    walk = core.PageWalk("items")
+    while not walk.done:
+        envelope = client.send(build(walk.offset))
+        walk.take(envelope)
         yield envelope
-        items, total = core.page_items(envelope)
-        offset += len(items)
-        if not items or (total is not None and offset >= total) or (total is None and len(items) < core.MAX_PAGE_SIZE):
-            return
 
 
 def as_response(client: DbtCloudClient, request: ApiRequest, value: Any) -> requests.Response:
@@ -137,6 +135,9 @@ def as_response(client: DbtCloudClient, request: ApiRequest, value: Any) -> requ
     ``.content``, ``.ok`` and ``.raise_for_status()`` behave as on the official hook's answers. Of the
     headers, only ``Content-Type`` is set (from the artifact's name for files). The URL holds no token.
     """
+    import requests  # loaded already by the client that answered; not at DAG parsing, which imports this module
+    from requests.structures import CaseInsensitiveDict
+
     response = requests.Response()
     response.status_code = 200
     response.reason = "OK"

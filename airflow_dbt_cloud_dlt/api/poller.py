@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .aio import AsyncDbtCloudClient, hold_http_client, release_http_client
-from .core import MAX_PAGE_SIZE, RetryPolicy, log
+from .core import MAX_PAGE_SIZE, RetryPolicy, clamp_poll_interval, log
 from .credentials import DbtCloudCredentials
 from .errors import DbtCloudError, DbtCloudValidationError
 from .models import is_terminal
@@ -70,7 +70,8 @@ class RunPoller:
 
         ``on_change`` sees the run on every tick whose answer shows a new status or step; it costs no request.
         """
-        waiter = _Waiter(run_id, max(0.1, poll_interval), asyncio.get_running_loop().create_future(), on_change)
+        interval = clamp_poll_interval(poll_interval)
+        waiter = _Waiter(run_id, interval, asyncio.get_running_loop().create_future(), on_change)
         if self._waiters and waiter.poll_interval < self._interval():
             self._interval_changed.set()
         self._waiters.setdefault(run_id, set()).add(waiter)

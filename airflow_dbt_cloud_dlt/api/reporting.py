@@ -18,8 +18,25 @@ if TYPE_CHECKING:  # the sync client pulls in requests: only failure_report need
 
 LOG_TAIL_LINES = 50
 MAX_FAILED_NODES = 20
+#: The most characters of one piece of server text shown (a status message, a node's message, a step name).
+MAX_TEXT = 2000
+#: The most characters of one log line shown.
+MAX_LOG_LINE = 500
 log = logging.getLogger("airflow_dbt_cloud_dlt")  # core's logger, without importing core (tenacity)
 _FAILED_NODE_STATUSES = ("error", "fail", "runtime error")
+
+
+def cap(text: object, limit: int = MAX_TEXT) -> str:
+    """``text`` cut to ``limit`` characters, with a note of how much was cut."""
+    shown = str(text)
+    if len(shown) <= limit:
+        return shown
+    return f"{shown[:limit]}… [{len(shown) - limit:,} more characters cut]"
+
+
+def scrub(text: str, token: str) -> str:
+    """``text`` with every occurrence of the token replaced by ``***``."""
+    return text.replace(token, "***") if token else text
 
 
 def run_url(run: dict[str, Any], base_url: str) -> str:
@@ -66,33 +83,39 @@ def changes_only(callback: Callable[[dict[str, Any]], None]) -> Callable[[dict[s
 
 def progress_line(run: dict[str, Any]) -> str:
     """One line: status, the running step out of how many, elapsed time, and the run URL."""
-    parts = [f"dbt Cloud run {run.get('id')}: {status_text(run)}"]
+    parts = [f"dbt Cloud run {run.get('id')}: {cap(status_text(run), 200)}"]
     steps = run.get("run_steps") or []
     current = _current_step(run)
     if current is not None:
-        parts.append(f"step {current.get('index')}{_of_total(run, steps)} {current.get('name')!r}")
+        parts.append(f"step {current.get('index')}{_of_total(run, steps)} {cap(current.get('name'), 200)!r}")
     if run.get("duration"):
-        parts.append(f"{run['duration']} elapsed")
+        parts.append(f"{cap(run['duration'], 40)} elapsed")
     if run.get("href"):
-        parts.append(str(run["href"]))
+        parts.append(cap(run["href"], 500))
     return ", ".join(parts)
 
 
 def _tail(text: str, lines: int = LOG_TAIL_LINES) -> str:
-    return "\n".join(text.rstrip().splitlines()[-lines:])
+    """The last ``lines`` lines, each cut to :data:`MAX_LOG_LINE` characters (with a note of what was cut)."""
+    every = text.rstrip().splitlines()
+    tail = [cap(line, MAX_LOG_LINE) for line in every[-lines:]]
+    return "\n".join(tail)
 
 
 def _node_line(result: dict[str, Any]) -> str:
     """``unique_id: message``; dbt's multi-line messages (error, detail, compiled path) go on indented lines."""
-    message = str(result.get("message") or result.get("status")).strip()
-    return f"{result.get('unique_id')}: " + "\n    ".join(line.strip() for line in message.splitlines() if line.strip())
+    message = cap(str(result.get("message") or result.get("status")).strip())
+    lines = [line.strip() for line in message.splitlines() if line.strip()]
+    return f"{cap(result.get('unique_id'), 300)}: " + "\n    ".join(lines)
 
 
 def failed_nodes(run_results: bytes) -> list[str]:
     """``unique_id: message`` of the nodes that failed, from a ``run_results.json``."""
     try:
         results = json.loads(run_results).get("results") or []
-    except (ValueError, AttributeError):
+    except (ValueError, AttributeError, RecursionError):
+        return []
+    if not isinstance(results, list):
         return []
     nodes = [
         _node_line(r)
@@ -114,16 +137,16 @@ def failure_report(client: DbtCloudClient, run_id: int) -> str:
         run = client.get_run(run_id, include_related=("run_steps", "job"))
     except DbtCloudError as error:
         return f"dbt Cloud run {run_id} failed; its details could not be read ({error})."
-    lines = [f"dbt Cloud run {run_id} ended with status {status_text(run)}."]
+    lines = [f"dbt Cloud run {run_id} ended with status {cap(status_text(run), 200)}."]
     if run.get("status_message"):
-        lines.append(f"Status message: {run['status_message']}")
+        lines.append(f"Status message: {cap(run['status_message'])}")
     steps = run.get("run_steps") or []
     failed = next((s for s in steps if s.get("status") == RunStatus.ERROR), None)
     if failed is not None:
-        lines.append(f"Failed step {failed.get('index')}{_of_total(run, steps)}: {failed.get('name')}")
+        lines.append(f"Failed step {failed.get('index')}{_of_total(run, steps)}: {cap(failed.get('name'), 300)}")
         logs = failed.get("logs") or failed.get("truncated_debug_logs") or ""
         if logs:
-            lines.append(f"Last {LOG_TAIL_LINES} lines of its log:\n{_tail(logs)}")
+            lines.append(f"Last {LOG_TAIL_LINES} lines of its log:\n{_tail(str(logs))}")
     try:
         artifact = client.get_run_artifact(run_id, "run_results.json", step=failed.get("index") if failed else None)
     except DbtCloudError as error:
@@ -132,5 +155,5 @@ def failure_report(client: DbtCloudClient, run_id: int) -> str:
         nodes = failed_nodes(artifact)
         if nodes:
             lines.append("Failed nodes:\n" + "\n".join(f"  - {node}" for node in nodes))
-    lines.append(f"Run: {run_url(run, client.credentials.base_url)}")
-    return "\n".join(lines)
+    lines.append(f"Run: {cap(run_url(run, client.credentials.base_url), 500)}")
+    return scrub("\n".join(lines), client.credentials.api_token)  # the artifact is read raw: never scrubbed before

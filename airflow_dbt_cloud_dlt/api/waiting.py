@@ -7,7 +7,7 @@ import time
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
-from .core import log
+from .core import clamp_poll_interval, log
 from .errors import DbtCloudError, DbtCloudRunTimeoutError
 from .events import RunEvent
 from .models import is_terminal
@@ -32,6 +32,7 @@ def wait_for_run(
     Transient failures to read the run (429, 5xx, resets, timeouts) are logged and waited out: failing to
     observe a run is not a dbt failure. Raises :class:`DbtCloudRunTimeoutError` after ``timeout`` seconds.
     """
+    poll_interval = clamp_poll_interval(poll_interval)
     deadline = None if timeout is None else time.monotonic() + timeout
     run: dict[str, Any] | None = None
     while True:

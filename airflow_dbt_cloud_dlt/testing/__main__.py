@@ -2,19 +2,27 @@
 
 Prints ``dbt Cloud emulator listening on URL (account A, jobs: ...)`` and, with ``--tls``, a second line
 ``CA certificate: PATH`` (``--cert-dir DIR`` makes it ``DIR/ca.pem``), then serves until SIGTERM/SIGINT.
+The token comes from ``--token``, else ``$DBT_CLOUD_EMULATOR_TOKEN`` (which ``ps`` does not show), else
+``emulator-token``. A bind address other than loopback is warned about on stderr.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import signal
 import sys
 import threading
+import warnings
 from collections.abc import Sequence
 from types import FrameType
 
-from airflow_dbt_cloud_dlt.testing.emulator import DbtCloudEmulator
+from airflow_dbt_cloud_dlt.testing.emulator import DbtCloudEmulator, bind_warning
 from airflow_dbt_cloud_dlt.testing.scripts import OUTCOME_HELP, default_demo_job, parse_job_spec
+
+#: The environment variable that holds the token (it does not show in ``ps`` as ``--token`` does).
+TOKEN_ENV = "DBT_CLOUD_EMULATOR_TOKEN"
+DEFAULT_TOKEN = "emulator-token"
 
 
 def _outcomes() -> str:
@@ -46,7 +54,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="another name for the certificate, repeatable (default: localhost and 127.0.0.1 only)",
     )
     parser.add_argument("--account", type=int, default=1, help="the account id (default: %(default)s)")
-    parser.add_argument("--token", default="emulator-token", help="the API token it accepts (default: %(default)s)")
+    parser.add_argument(
+        "--token",
+        help=f"the API token it accepts; visible in ps, so prefer the {TOKEN_ENV} environment variable "
+        f"(default: ${TOKEN_ENV}, else {DEFAULT_TOKEN!r})",
+    )
     parser.add_argument(
         "--job",
         action="append",
@@ -56,15 +68,24 @@ def main(argv: Sequence[str] | None = None) -> int:
         "RUN_SECONDS is 1 when left out (default: a demo job 1 'daily build' that succeeds in about 3 s)",
     )
     args = parser.parse_args(argv)
+    token = args.token or os.environ.get(TOKEN_ENV) or DEFAULT_TOKEN
+    warning = bind_warning(args.host)
+    if warning:
+        well_known = (
+            f" It accepts the well-known token {DEFAULT_TOKEN!r}: set {TOKEN_ENV}." if token == DEFAULT_TOKEN else ""
+        )
+        print(f"WARNING: {warning}{well_known}", file=sys.stderr, flush=True)
 
-    emulator = DbtCloudEmulator(
-        tls=args.tls,
-        host=args.host,
-        port=args.port,
-        accounts={args.account: args.token},
-        cert_dir=args.cert_dir,
-        cert_hostnames=args.cert_hostname,
-    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # said above, on stderr
+        emulator = DbtCloudEmulator(
+            tls=args.tls,
+            host=args.host,
+            port=args.port,
+            accounts={args.account: token},
+            cert_dir=args.cert_dir,
+            cert_hostnames=args.cert_hostname,
+        )
     jobs = [parse_job_spec(spec, args.account) for spec in args.job] or [default_demo_job()]
     for job in jobs:
         job.account_id = args.account

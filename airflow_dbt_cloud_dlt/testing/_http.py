@@ -14,6 +14,15 @@ from collections.abc import Callable, Iterator, Mapping
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
+#: The largest request body the emulator reads (bytes); a larger one is answered 413 and the connection closed.
+MAX_REQUEST_BODY = 1024 * 1024
+#: Up to this size an oversized body is read and dropped before the 413; past it the connection just closes.
+DRAIN_LIMIT = 8 * MAX_REQUEST_BODY
+
+
+class BodyTooLarge(Exception):
+    """A request body over :data:`MAX_REQUEST_BODY`, or one whose size cannot be read."""
+
 
 class Streamed:
     """A JSON file of exactly ``size`` bytes, generated a chunk at a time while it is sent (a big artifact
@@ -54,6 +63,9 @@ class Handler(BaseHTTPRequestHandler):
     def handle_any(self) -> None:
         try:
             self.server.dispatch(self)
+        except BodyTooLarge as exc:
+            self.close_connection = True  # the rest of the body is never read
+            self.send(413, {"detail": str(exc)}, {"Connection": "close"})
         except OSError:  # the client went away
             self.close_connection = True
         except Exception as exc:  # an emulator bug: say so loudly instead of dropping the connection
@@ -64,16 +76,47 @@ class Handler(BaseHTTPRequestHandler):
     do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = handle_any
 
     def read_body(self) -> bytes:
+        """The request body; :class:`BodyTooLarge` past :data:`MAX_REQUEST_BODY` (never read whole first)."""
+        limit = MAX_REQUEST_BODY
+        too_large = f"request body larger than {limit} bytes"
         if "chunked" in self.headers.get("Transfer-Encoding", "").lower():
-            chunks = []
-            while size := int(self.rfile.readline().split(b";")[0].strip() or b"0", 16):
-                chunks.append(self.rfile.read(size))
-                self.rfile.readline()
-            while self.rfile.readline() not in (b"\r\n", b"\n", b""):
+            chunks, size = [], 0
+            while True:
+                try:
+                    chunk_size = int(self.rfile.readline(100).split(b";")[0].strip() or b"0", 16)
+                except ValueError:
+                    raise BodyTooLarge("malformed chunk size") from None
+                if not chunk_size:
+                    break
+                size += chunk_size
+                if size > DRAIN_LIMIT:
+                    raise BodyTooLarge(too_large)
+                piece = self._drain(chunk_size) if size > limit else self.rfile.read(chunk_size)
+                chunks.append(piece)
+                self.rfile.readline(100)
+            while self.rfile.readline(65537) not in (b"\r\n", b"\n", b""):
                 pass
+            if size > limit:
+                raise BodyTooLarge(too_large)
             return b"".join(chunks)
-        length = int(self.headers.get("Content-Length") or 0)
+        declared = (self.headers.get("Content-Length") or "0").strip()
+        if not declared.isdigit():
+            raise BodyTooLarge(f"malformed Content-Length {declared[:20]!r}")
+        length = int(declared)
+        if length > limit:
+            if length <= DRAIN_LIMIT:
+                self._drain(length)
+            raise BodyTooLarge(too_large)
         return self.rfile.read(length) if length > 0 else b""
+
+    def _drain(self, length: int) -> bytes:
+        """Read and drop ``length`` bytes, so the client reads the 413 instead of a reset connection."""
+        while length > 0:
+            got = self.rfile.read(min(length, 65536))
+            if not got:
+                break
+            length -= len(got)
+        return b""
 
     def send(self, status: int, body: Any, headers: Mapping[str, str] | None = None) -> None:
         """Send ``body`` (bytes as they are, a :class:`Streamed` file chunk by chunk, anything else as JSON)

@@ -10,6 +10,7 @@ https certificate; deliberately independent of Airflow and of this package's own
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import re
 import shutil
@@ -17,6 +18,7 @@ import ssl
 import tempfile
 import threading
 import time
+import warnings
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -59,6 +61,28 @@ __all__ = [
 _ACCOUNT_IN_PATH = re.compile(r"/api/v\d+/accounts/(\d+)/")
 
 
+#: What a control route (``/_emulator/``, but health) answers without a valid token.
+CONTROL_AUTH_MESSAGE = (
+    "The emulator's control routes need an account's token: send 'Authorization: Token <token>' "
+    "(the token the emulator was started with, e.g. from DBT_CLOUD_EMULATOR_TOKEN)."
+)
+
+
+def bind_warning(host: str) -> str | None:
+    """The warning for an address other than loopback: anyone who can reach it can use the emulator."""
+    try:
+        loopback = host == "localhost" or ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        loopback = False
+    if loopback:
+        return None
+    return (
+        f"The dbt Cloud emulator binds {host!r}, which is not a loopback address: anyone who can reach this "
+        "machine's port can read its runs and use its token. Bind 127.0.0.1 unless you need otherwise (a "
+        "container), and then publish the port to loopback only."
+    )
+
+
 class DbtCloudEmulator:
     """The dbt Cloud Admin API (v2 runs/jobs/account, v3 projects/environments) on loopback.
 
@@ -77,6 +101,9 @@ class DbtCloudEmulator:
         max_request_log: int = 100_000,
     ) -> None:
         self.tls, self._bind = tls, (host, port)
+        warning = bind_warning(host)
+        if warning:
+            warnings.warn(warning, stacklevel=2)
         self._cert_dir = Path(cert_dir) if cert_dir else None
         self._cert_hostnames = tuple(cert_hostnames)
         self._tmp_dir: Path | None = None
@@ -212,10 +239,18 @@ class DbtCloudEmulator:
             return run_obj(self.state, self.state.cancel(run_id), self.state.now(), set())
 
     # ------------------------------------------------------------------ HTTP
+    def _may_control(self, authorization: str | None) -> bool:
+        """The control routes (all but health) need the token of one of the emulator's accounts."""
+        scheme, _, token = (authorization or "").partition(" ")
+        return scheme.lower() in ("token", "bearer") and token.strip() in self.state.tokens
+
     def _dispatch(self, h: Handler) -> None:
         url, method, body = urlsplit(h.path), h.command, h.read_body()
         query = parse_qs(url.query, keep_blank_values=True)
         if url.path.startswith("/_emulator/"):
+            if url.path.rstrip("/") != "/_emulator/health" and not self._may_control(h.headers.get("Authorization")):
+                h.send(401, {"detail": CONTROL_AUTH_MESSAGE})
+                return
             h.send(*control(self, method, url.path, query, body))
             return
         account = _ACCOUNT_IN_PATH.match(url.path)

@@ -427,14 +427,24 @@ def example_project(
 
     def src(table: str) -> tuple[str, Node]:
         return f"source.{p}.{source_schema}.{table}", Node(
-            "source", table, schema=source_schema, source_name=source_schema, path="models/staging/sources.yml",
+            "source",
+            table,
+            schema=source_schema,
+            source_name=source_schema,
+            path="models/staging/sources.yml",
             description=f"{table}, loaded by dlt",
-        )  # fmt: skip
+        )
 
     def model(kind: str, node: str, parents: Sequence[str], folder: str, rows: int, **kw: Any) -> tuple[str, Node]:
         return f"{kind}.{p}.{node}", Node(
-            kind, node, tuple(parents), schema=schema, path=f"{folder}/{node}.{'csv' if kind == 'seed' else 'sql'}", rows=rows, **kw
-        )  # fmt: skip
+            kind,
+            node,
+            tuple(parents),
+            schema=schema,
+            path=f"{folder}/{node}.{'csv' if kind == 'seed' else 'sql'}",
+            rows=rows,
+            **kw,
+        )
 
     def test(test_name: str, node: str, column: str, parents: Sequence[str]) -> tuple[str, Node]:
         name_ = (
@@ -443,9 +453,14 @@ def example_project(
             else f"source_{test_name}_{node[7:]}_{column}"
         )
         return f"test.{p}.{name_}.{hashlib.md5(name_.encode()).hexdigest()[:10]}", Node(
-            "test", name_, tuple(parents), schema=f"{schema}_dbt_test__audit", path=f"models/{name_}.sql",
-            test=(test_name, column), materialized="test",
-        )  # fmt: skip
+            "test",
+            name_,
+            tuple(parents),
+            schema=f"{schema}_dbt_test__audit",
+            path=f"models/{name_}.sql",
+            test=(test_name, column),
+            materialized="test",
+        )
 
     orders, customers, payments = (f"source.{p}.{source_schema}.{t}" for t in ("orders", "customers", "payments"))
     seed = f"seed.{p}.country_codes"

@@ -1,4 +1,4 @@
-"""Control routes under ``/_emulator/`` (no auth, never logged nor faulted): script jobs, inject faults, set
+"""Control routes under ``/_emulator/`` (an account's token needed, but for health; never logged nor faulted): script jobs, inject faults, set
 the rate limit, read or clear the request log, move the clock, list and cancel runs, reset."""
 
 from __future__ import annotations
