@@ -197,21 +197,8 @@ class RunDbtCloudJobOperator(RunWaitMixin, BaseOperator):
         self.retry_from_failure = retry_from_failure
         self.reuse_existing_run = reuse_existing_run
         self.run_id: int | None = None
-        self.run_url: str | None = None
 
     # --- helpers ----------------------------------------------------------------------------------
-
-    def _resolve_job_id(self, client: DbtCloudClient) -> int:
-        if self.job_id not in (None, ""):
-            return validate_id(self.job_id, "job_id")
-        from .api.official import DbtCloudLookupError, find_job  # requests: not at DAG parse
-
-        try:
-            job = find_job(client, str(self.project_name), str(self.environment_name), str(self.job_name))
-        except DbtCloudLookupError as error:  # the official's exception type; the message names the candidates
-            raise DbtCloudResourceLookupError(str(error)) from None
-        self.log.info("Job %r in %s/%s is job %s.", self.job_name, self.project_name, self.environment_name, job["id"])
-        return int(job["id"])
 
     def _wait_timeout(self, context: Context) -> tuple[float | None, bool]:
         started = getattr(context["ti"], "start_date", None)
@@ -225,7 +212,7 @@ class RunDbtCloudJobOperator(RunWaitMixin, BaseOperator):
 
     def execute(self, context: Context) -> int:
         with self.hook.get_conn() as client:
-            job_id = self._resolve_job_id(client)
+            job_id = resolve_job_id(self, client)
             run = self._attach_or_trigger(client, context, job_id)
             self.run_id = int(run["id"])
             self.run_url = run_url(run, client.credentials.base_url)
@@ -338,6 +325,20 @@ def trigger_body(op: RunDbtCloudJobOperator, ti: Any) -> dict[str, Any]:
 
 
 # --- the official provider's names (apache-airflow-providers-dbt-cloud 4.11.1), one implementation ------
+
+
+def resolve_job_id(task: RunDbtCloudJobOperator, client: DbtCloudClient) -> int:
+    """The task's ``job_id``, or the id of the job named by its project, environment and job names."""
+    if task.job_id not in (None, ""):
+        return validate_id(task.job_id, "job_id")
+    from .api.official import DbtCloudLookupError, find_job  # requests: not at DAG parse
+
+    try:
+        job = find_job(client, str(task.project_name), str(task.environment_name), str(task.job_name))
+    except DbtCloudLookupError as error:  # the official's exception type; the message names the candidates
+        raise DbtCloudResourceLookupError(str(error)) from None
+    task.log.info("Job %r in %s/%s is job %s.", task.job_name, task.project_name, task.environment_name, job["id"])
+    return int(job["id"])
 
 
 class DbtCloudRunJobOperator(RunDbtCloudJobOperator):
