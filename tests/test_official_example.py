@@ -22,9 +22,17 @@ from airflow_dbt_cloud_dlt.testing import DbtCloudEmulator, JobScript
 EXAMPLE = REPO / "example_dags" / "example_official_dbt_cloud.py"
 DAG_ID = "example_dbt_cloud"
 TASKS = {
-    "begin", "end", "trigger_job_run1", "trigger_job_run2", "trigger_job_run3", "get_run_results_artifact",
-    "job_run_sensor", "job_run_sensor_deferred", "list_dbt_jobs", "list_dbt_job_runs",
-}  # fmt: skip
+    "begin",
+    "end",
+    "trigger_job_run1",
+    "trigger_job_run2",
+    "trigger_job_run3",
+    "get_run_results_artifact",
+    "job_run_sensor",
+    "job_run_sensor_deferred",
+    "list_dbt_jobs",
+    "list_dbt_job_runs",
+}
 RUN_RESULTS = {"metadata": {"dbt_schema_version": "https://schemas.getdbt.com/dbt/run-results/v6.json"}, "results": []}
 _SCRUBBED_PREFIXES = ("AIRFLOW__", "AIRFLOW_CONN_", "AIRFLOW_VAR_", "DBT_CLOUD")
 
