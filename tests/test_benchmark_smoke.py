@@ -87,7 +87,8 @@ def test_committed_report_is_what_the_renderer_makes_of_its_json(
     assert date
     started = datetime.strptime(date[1], "%Y-%m-%d %H:%M").replace(tzinfo=timezone.utc).timestamp()
     args = argparse.Namespace(**data["args"])
-    assert report.render(data["results"], data["scale_check"], args, started, data["elapsed"]) == expected
+    rendered = report.render(data["results"], data["scale_check"], args, started, data["elapsed"], data.get("extra"))
+    assert rendered == expected
 
 
 def test_only_runs_known_scenarios_and_keeps_the_committed_results(bench_runner: ModuleType) -> None:
