@@ -14,11 +14,11 @@ from ._compat import AirflowException, Context
 from .api.credentials import validate_id
 from .api.events import RunEvent
 from .api.reporting import failure_report
-from .hooks import DbtCloudHook
 from .triggers import DbtCloudRunTrigger
 
 if TYPE_CHECKING:  # the mixin's attributes (log, defer) come from the operator it joins
     from ._compat import BaseOperator as _Base
+    from .hooks import DbtCloudHook
 else:
     _Base = object
 
@@ -84,6 +84,14 @@ def check_hook_params(task_id: str, hook_params: Any) -> dict[str, Any]:
     return dict(hook_params)
 
 
+def new_hook(conn_id: str, hook_params: Mapping[str, Any], account_id: int | str | None = None) -> DbtCloudHook:
+    """A hook for a task's calls. Imported here, at run time: the hook loads the API core, which DAG parsing
+    (which imports the operators) does not need."""
+    from .hooks import DbtCloudHook
+
+    return DbtCloudHook(conn_id, account_id=account_id, **hook_params)
+
+
 class RunWaitMixin(_Base):
     """Waiting for dbt Cloud run ``run_id`` and finishing the task from its outcome.
 
@@ -102,7 +110,7 @@ class RunWaitMixin(_Base):
     @cached_property
     def hook(self) -> DbtCloudHook:
         """One hook per task instance: its connection is read once."""
-        return DbtCloudHook(self.dbt_cloud_conn_id, account_id=self.account_id, **self.hook_params)
+        return new_hook(self.dbt_cloud_conn_id, self.hook_params, account_id=self.account_id)
 
     def defer_wait(
         self, run_id: int, *, poll_interval: float, timeout: float | None, resume: dict[str, Any] | None = None

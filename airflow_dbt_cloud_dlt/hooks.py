@@ -21,17 +21,16 @@ import os
 import time
 import weakref
 from collections.abc import Callable, Mapping, Sequence
-from enum import Enum
 from functools import cache, cached_property, wraps
 from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import urlsplit, urlunsplit
 
 from ._compat import AirflowException, BaseHook, mask_secret
+from ._official_names import DbtCloudJobRunException, DbtCloudJobRunStatus, DbtCloudResourceLookupError
 from .api import core, errors
 from .api.core import ApiRequest, RetryPolicy, require_account
 from .api.credentials import DbtCloudCredentials, credentials_from_mapping, validate_id
 from .api.errors import DbtCloudConfigError, DbtCloudError
-from .api.models import RunStatus
 from .api.official import (
     DbtCloudLookupError,
     artifact_request,
@@ -46,7 +45,14 @@ from .api.official import (
     retry_policy,
 )
 from .api.reporting import failure_report
-from .provider_info import CONN_FIELDS, CONN_TYPE, LEGACY_CONN_TYPE, OFFICIAL_CONN_TYPE, UI_FIELD_BEHAVIOUR
+from .provider_info import (
+    CONN_FIELDS,
+    CONN_TYPE,
+    DEFAULT_CONN_ID,
+    LEGACY_CONN_TYPE,
+    OFFICIAL_CONN_TYPE,
+    UI_FIELD_BEHAVIOUR,
+)
 
 if TYPE_CHECKING:
     from requests import Response
@@ -154,39 +160,6 @@ def _form_filter(name: str) -> Callable[[Any], Any]:
 # --- the official provider's names (apache-airflow-providers-dbt-cloud), for a drop-in switch ------------
 
 
-class DbtCloudJobRunStatus(Enum):
-    """dbt Cloud job run statuses, as in the official provider (``api.models.RunStatus`` is this package's)."""
-
-    QUEUED = RunStatus.QUEUED.value
-    STARTING = RunStatus.STARTING.value
-    RUNNING = RunStatus.RUNNING.value
-    SUCCESS = RunStatus.SUCCESS.value
-    ERROR = RunStatus.ERROR.value
-    CANCELLED = RunStatus.CANCELLED.value
-    NON_TERMINAL_STATUSES = (QUEUED, STARTING, RUNNING)
-    TERMINAL_STATUSES = (SUCCESS, ERROR, CANCELLED)
-
-    @classmethod
-    def check_is_valid(cls, statuses: int | Sequence[int] | set[int]) -> None:
-        """Raise a ValueError for a status that is not a known value."""
-        for status in statuses if isinstance(statuses, Sequence | set) else [statuses]:
-            cls(status)
-
-    @classmethod
-    def is_terminal(cls, status: int) -> bool:
-        """Whether ``status`` is final: success, error or cancelled."""
-        cls.check_is_valid(statuses=status)
-        return status in cls.TERMINAL_STATUSES.value
-
-
-class DbtCloudJobRunException(AirflowException):
-    """A job run ended in a status other than the expected one, or did not reach it in time."""
-
-
-class DbtCloudResourceLookupError(AirflowException):
-    """A project, environment or job looked up by name is not there, or is there more than once."""
-
-
 #: Error types of ``api.errors`` paired with an AirflowException twin (see ``_as_airflow_error``).
 _TWIN_PREFIX = "_AirflowTwin_"
 _F = TypeVar("_F", bound=Callable[..., Any])
@@ -287,7 +260,7 @@ class DbtCloudHook(BaseHook):
     """
 
     conn_name_attr = "dbt_cloud_conn_id"
-    default_conn_name = "dbt_cloud_default"
+    default_conn_name = DEFAULT_CONN_ID
     conn_type = CONN_TYPE
     hook_name = "dbt Cloud (dlt-compatible)"
 

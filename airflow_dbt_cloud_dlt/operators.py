@@ -14,6 +14,7 @@ from datetime import datetime, timedelta, timezone
 from typing import TYPE_CHECKING, Any, NoReturn
 
 from ._compat import BaseOperator, Context
+from ._official_names import DbtCloudJobRunException, DbtCloudJobRunStatus, DbtCloudResourceLookupError
 from ._tasks import (
     OFFICIAL_DEFERRABLE,
     OFFICIAL_OPENLINEAGE_INJECT,
@@ -22,14 +23,15 @@ from ._tasks import (
     check_args,
     check_hook_params,
     default_deferrable,
+    new_hook,
     seconds,
 )
 from .api.credentials import validate_id
 from .api.errors import DbtCloudError
 from .api.events import RunEvent
 from .api.reporting import progress_line, run_url
-from .hooks import DbtCloudHook, DbtCloudJobRunException, DbtCloudJobRunStatus, DbtCloudResourceLookupError
 from .links import DbtCloudRunJobOperatorLink, DbtCloudRunLink
+from .provider_info import DEFAULT_CONN_ID
 
 if TYPE_CHECKING:
     from .api.client import DbtCloudClient
@@ -366,7 +368,7 @@ class DbtCloudRunJobOperator(RunDbtCloudJobOperator):
     def __init__(
         self,
         *,
-        dbt_cloud_conn_id: str = DbtCloudHook.default_conn_name,
+        dbt_cloud_conn_id: str = DEFAULT_CONN_ID,
         job_id: int | None = None,
         project_name: str | None = None,
         environment_name: str | None = None,
@@ -440,7 +442,7 @@ class DbtCloudGetJobRunArtifactOperator(BaseOperator):
     def __init__(
         self,
         *,
-        dbt_cloud_conn_id: str = DbtCloudHook.default_conn_name,
+        dbt_cloud_conn_id: str = DEFAULT_CONN_ID,
         run_id: int,
         path: str,
         account_id: int | None = None,
@@ -463,7 +465,7 @@ class DbtCloudGetJobRunArtifactOperator(BaseOperator):
     def execute(self, context: Context) -> str:
         if not self.output_file_name:  # after rendering: the default uses the rendered run id and path
             self.output_file_name = f"{self.run_id}_{self.path}".replace("/", "-")
-        hook = DbtCloudHook(self.dbt_cloud_conn_id, **self.hook_params)
+        hook = new_hook(self.dbt_cloud_conn_id, self.hook_params)
         self.log.info("Writing %s artifact for job run %s to %s.", self.path, self.run_id, self.output_file_name)
         size = hook.download_job_run_artifact(
             self.run_id, self.path, self.output_file_name, account_id=self.account_id, step=self.step
@@ -480,7 +482,7 @@ class DbtCloudListJobsOperator(BaseOperator):
     def __init__(
         self,
         *,
-        dbt_cloud_conn_id: str = DbtCloudHook.default_conn_name,
+        dbt_cloud_conn_id: str = DEFAULT_CONN_ID,
         account_id: int | None = None,
         project_id: int | None = None,
         order_by: str | None = None,
@@ -497,7 +499,7 @@ class DbtCloudListJobsOperator(BaseOperator):
         self.hook_params = check_hook_params(self.task_id, hook_params)
 
     def execute(self, context: Context) -> list[int]:
-        hook = DbtCloudHook(self.dbt_cloud_conn_id, **self.hook_params)
+        hook = new_hook(self.dbt_cloud_conn_id, self.hook_params)
         pages = hook.list_jobs(account_id=self.account_id, order_by=self.order_by, project_id=self.project_id)
         job_ids = [int(job["id"]) for page in pages for job in page.json()["data"]]
         self.log.info("Jobs in the specified dbt Cloud account are: %s", ", ".join(map(str, job_ids)))
@@ -513,7 +515,7 @@ class DbtCloudListJobRunsOperator(BaseOperator):
     def __init__(
         self,
         *,
-        dbt_cloud_conn_id: str = DbtCloudHook.default_conn_name,
+        dbt_cloud_conn_id: str = DEFAULT_CONN_ID,
         account_id: int | None = None,
         job_id: int | None = None,
         order_by: str | None = None,
@@ -536,7 +538,7 @@ class DbtCloudListJobRunsOperator(BaseOperator):
         self.status_filter = status_codes(self.task_id, status_filter)
 
     def execute(self, context: Context) -> list[dict[str, Any]] | dict[str, Any] | None:
-        hook = DbtCloudHook(self.dbt_cloud_conn_id, **self.hook_params)
+        hook = new_hook(self.dbt_cloud_conn_id, self.hook_params)
         order_by = self.order_by or ("-created_at" if self.latest_only else None)
         pages = hook.list_job_runs(
             account_id=self.account_id,

@@ -13,6 +13,8 @@ CONN_TYPE = "dbtclouddlt"
 LEGACY_CONN_TYPE = "dbt_cloud_dlt"
 #: The official provider's type: this package's hook reads its connections unchanged.
 OFFICIAL_CONN_TYPE = "dbt_cloud"
+#: The connection id that hooks and tasks use when none is given (the official provider's too).
+DEFAULT_CONN_ID = "dbt_cloud_default"
 _INTEGRATION = "dbt Cloud (airflow-dbt-cloud-dlt)"
 _PKG = "airflow_dbt_cloud_dlt"
 #: Shown by the connection form; Airflow 3.2+ reads them from here, 2.x from the hook's classmethods.

@@ -6,12 +6,13 @@ from collections.abc import Sequence
 from typing import Any
 
 from ._compat import AirflowFailException, AirflowSensorTimeout, AirflowSkipException, BaseSensorOperator, Context
+from ._official_names import DbtCloudJobRunException
 from ._tasks import OFFICIAL_DEFERRABLE, RunWaitMixin, check_args, check_hook_params, default_deferrable, seconds
 from .api.errors import DbtCloudError
 from .api.events import RunEvent
 from .api.reporting import progress_line, run_url
-from .hooks import DbtCloudHook, DbtCloudJobRunException
 from .links import DbtCloudRunLink
+from .provider_info import DEFAULT_CONN_ID
 
 
 class DbtCloudRunSensor(RunWaitMixin, BaseSensorOperator):
@@ -103,7 +104,7 @@ class DbtCloudJobRunSensor(DbtCloudRunSensor):
     def __init__(
         self,
         *,
-        dbt_cloud_conn_id: str = DbtCloudHook.default_conn_name,
+        dbt_cloud_conn_id: str = DEFAULT_CONN_ID,
         run_id: int,
         account_id: int | None = None,
         deferrable: bool = OFFICIAL_DEFERRABLE,

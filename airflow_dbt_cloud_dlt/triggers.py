@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import AsyncIterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from airflow.triggers.base import BaseTrigger, TriggerEvent
 
@@ -14,7 +14,9 @@ from .api.errors import DbtCloudError
 from .api.events import RunEvent
 from .api.models import is_terminal
 from .api.reporting import progress_line, run_url
-from .hooks import DbtCloudHook
+
+if TYPE_CHECKING:
+    from .hooks import DbtCloudHook
 
 DEFAULT_POLL_INTERVAL = 10.0
 #: Seconds that ``on_kill`` may spend cancelling the run (the triggerer's own bound is 30 s).
@@ -65,6 +67,8 @@ class DbtCloudRunTrigger(BaseTrigger):
         )
 
     def _hook(self) -> DbtCloudHook:
+        from .hooks import DbtCloudHook  # not at DAG parse: operators import this module
+
         return DbtCloudHook(self.conn_id, account_id=self.account_id)
 
     def _progress(self, run: dict[str, Any]) -> None:
