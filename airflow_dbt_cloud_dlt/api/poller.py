@@ -18,7 +18,7 @@ import weakref
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 from .aio import AsyncDbtCloudClient, hold_http_client, release_http_client
 from .core import MAX_PAGE_SIZE, RetryPolicy, clamp_poll_interval, log
@@ -184,24 +184,38 @@ class RunPoller:
                 waiter.future.set_result(run)
 
 
-#: Per event loop (weakly), per (host, account, token).
-_POLLERS: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[tuple[Any, ...], RunPoller]] = (
-    weakref.WeakKeyDictionary()
-)
+_Shared = TypeVar("_Shared")
+
+
+class PerLoop(weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[tuple[Any, ...], _Shared]]):
+    """One shared object per event loop (weakly: a closed loop's go with it) and per (host, account, token)."""
+
+    def current(self) -> dict[tuple[Any, ...], _Shared]:
+        """The running event loop's objects, by key."""
+        return self.setdefault(asyncio.get_running_loop(), {})
+
+    def for_credentials(
+        self, credentials: DbtCloudCredentials, make: Callable[[tuple[Any, ...], DbtCloudCredentials], _Shared]
+    ) -> _Shared:
+        """The running event loop's object for these credentials' account, made on first use."""
+        shared = self.current()
+        key = (credentials.base_url, credentials.account_id, credentials.api_token)
+        found = shared.get(key)
+        if found is None:
+            found = shared[key] = make(key, credentials)
+        return found
+
+
+_POLLERS: PerLoop[RunPoller] = PerLoop()
 
 
 def _loop_pollers() -> dict[tuple[Any, ...], RunPoller]:
-    return _POLLERS.setdefault(asyncio.get_running_loop(), {})
+    return _POLLERS.current()
 
 
 def poller_for(credentials: DbtCloudCredentials) -> RunPoller:
     """The running event loop's poller for these credentials' account."""
-    pollers = _loop_pollers()
-    key = (credentials.base_url, credentials.account_id, credentials.api_token)
-    poller = pollers.get(key)
-    if poller is None:
-        poller = pollers[key] = RunPoller(key, credentials)
-    return poller
+    return _POLLERS.for_credentials(credentials, RunPoller)
 
 
 async def wait_for_run_async(

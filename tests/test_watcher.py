@@ -1,0 +1,229 @@
+"""DbtCloudJobRunWatcher (Airflow 3's AssetWatcher trigger) run in an event loop against the emulator, a real
+HTTP server: runs started outside Airflow are emitted once each, the failed-only variant, no duplicates from a
+new instance after a restart, and the look-back bound. The triggerer and scheduler end to end: test_e2e_watcher.py.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from conftest import AIRFLOW_2, TOKEN, output, start_run
+
+from airflow_dbt_cloud_dlt import triggers
+
+POLL = 0.1
+
+
+def test_importing_triggers_works_and_the_watcher_refuses_airflow_2_clearly() -> None:
+    if not AIRFLOW_2:
+        pytest.skip("Airflow 2 only")
+    with pytest.raises(RuntimeError, match="needs Airflow 3"):
+        triggers.DbtCloudJobRunWatcher("dbt_cloud_default", 42)
+
+
+pytestmark_3 = pytest.mark.skipif(AIRFLOW_2, reason="BaseEventTrigger and AssetWatcher are Airflow 3 only")
+
+
+@pytest.fixture(autouse=True)
+def _fresh_memory_cursors() -> Iterator[None]:
+    triggers._MEMORY_CURSORS.clear()
+    yield
+    triggers._MEMORY_CURSORS.clear()
+
+
+def watcher(job_id: int, **kwargs: Any) -> triggers.DbtCloudJobRunWatcher:
+    return triggers.DbtCloudJobRunWatcher("dbt_cloud_default", job_id, poll_interval=POLL, **kwargs)
+
+
+class Collector:
+    """Runs a watcher in the background, as the triggerer does, and keeps its events' payloads."""
+
+    def __init__(self, trigger: triggers.DbtCloudJobRunWatcher) -> None:
+        self.trigger = trigger
+        self.events: list[dict[str, Any]] = []
+        self.task = asyncio.create_task(self._consume())
+
+    async def _consume(self) -> None:
+        async for event in self.trigger.run():
+            self.events.append(event.payload)
+
+    async def started(self, emulator: Any) -> Collector:
+        """Wait for the watcher's first look (its baseline) at the runs."""
+        await until(lambda: any("status__in" in r.query for r in emulator.requests), "the first listing")
+        await asyncio.sleep(3 * POLL)
+        return self
+
+    async def stop(self) -> None:
+        self.task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await self.task
+
+    def run_ids(self) -> list[int]:
+        return [event["run_id"] for event in self.events]
+
+
+async def until(condition: Any, what: str, timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        await asyncio.sleep(0.05)
+
+
+async def finished(emulator: Any, *run_ids: int) -> None:
+    await until(lambda: all(emulator.get_run(r)["status"] >= 10 for r in run_ids), f"runs {run_ids} to finish")
+
+
+@pytestmark_3
+def test_serialize_is_deterministic_small_and_holds_no_secret() -> None:
+    trigger = triggers.DbtCloudJobRunWatcher("dbt_cloud_default", "42", statuses=[20, "Cancelled"], look_back=60)
+    classpath, kwargs = trigger.serialize()
+    assert classpath == "airflow_dbt_cloud_dlt.triggers.DbtCloudJobRunWatcher"
+    assert kwargs == {
+        "conn_id": "dbt_cloud_default",
+        "job_id": 42,
+        "account_id": None,
+        "statuses": ["cancelled", "error"],
+        "poll_interval": 30.0,
+        "look_back": 60.0,
+    }
+    assert TOKEN not in json.dumps(kwargs)
+    assert triggers.DbtCloudJobRunWatcher(**kwargs).serialize() == (classpath, kwargs)  # same hash on every parse
+    from airflow.triggers.base import BaseEventTrigger
+
+    assert isinstance(trigger, BaseEventTrigger) and trigger.shared_stream_key() is None
+
+
+@pytestmark_3
+@pytest.mark.parametrize("statuses", [["running"], ["failed"], [], [3]])
+def test_unknown_or_unfinished_statuses_are_refused(statuses: list[Any]) -> None:
+    with pytest.raises(ValueError, match="success, error, cancelled"):
+        triggers.DbtCloudJobRunWatcher("dbt_cloud_default", 42, statuses=statuses)
+
+
+@pytestmark_3
+def test_the_watcher_can_be_an_asset_watcher() -> None:
+    from airflow.sdk import Asset, AssetWatcher
+
+    trigger = triggers.DbtCloudJobRunWatcher("dbt_cloud_default", 42)
+    asset = Asset("dbt_cloud_job_42", watchers=[AssetWatcher(name="job_42", trigger=trigger)])
+    assert asset.watchers[0].trigger is trigger
+
+
+@pytestmark_3
+@pytest.mark.usefixtures("airflow_conn")
+async def test_runs_started_outside_airflow_are_emitted_once_each(emulator: Any) -> None:
+    before = start_run(emulator, 31, run_seconds=0.1, serial=False)  # history: finished before the watcher
+    await finished(emulator, before)
+    collector = await Collector(watcher(31)).started(emulator)
+    runs = [start_run(emulator, 31, cause="dbt Cloud scheduler", run_seconds=0.2, serial=False) for _ in range(3)]
+    other_job = start_run(emulator, 32, run_seconds=0.1)
+    await finished(emulator, *runs, other_job)
+    await until(lambda: len(collector.events) >= 3, "three events")
+    await asyncio.sleep(10 * POLL)  # many more ticks see the same runs
+    await collector.stop()
+    assert sorted(collector.run_ids()) == sorted(runs)
+    event = collector.events[0]
+    run = emulator.get_run(event["run_id"])
+    assert event == {
+        "run_id": run["id"],
+        "job_id": 31,
+        "account_id": 1,
+        "status": "success",
+        "status_code": 10,
+        "finished_at": run["finished_at"],
+        "run_url": run["href"],
+    }
+    assert len(json.dumps(event)) < 400 and TOKEN not in json.dumps(collector.events)
+
+
+@pytestmark_3
+@pytest.mark.usefixtures("airflow_conn")
+async def test_failed_only_variant_emits_failed_runs_only(emulator: Any) -> None:
+    failures = watcher(33, statuses=["error", "cancelled"])
+    everything = watcher(33)
+    failed, every = Collector(failures), Collector(everything)
+    await failed.started(emulator)
+    outcomes = ["success", "error", "success", "timeout"]
+    runs = [start_run(emulator, 33, run_seconds=0.1, serial=False, outcome=outcome) for outcome in outcomes]
+    await finished(emulator, *runs)
+    await until(lambda: len(every.events) >= 4, "every run")
+    await asyncio.sleep(5 * POLL)
+    await failed.stop()
+    await every.stop()
+    assert sorted(every.run_ids()) == sorted(runs)
+    assert sorted(failed.run_ids()) == [runs[1], runs[3]]
+    assert {e["status"] for e in failed.events} == {"error", "cancelled"}  # dbt Cloud ends timeouts as cancelled
+
+
+@pytestmark_3
+@pytest.mark.usefixtures("airflow_conn")
+async def test_a_new_instance_after_a_restart_emits_what_finished_while_down_and_nothing_twice(emulator: Any) -> None:
+    first = await Collector(watcher(34)).started(emulator)
+    seen = start_run(emulator, 34, run_seconds=0.1)
+    await until(lambda: first.run_ids() == [seen], "the first run")
+    await first.stop()  # the triggerer goes down
+    while_down = [start_run(emulator, 34, run_seconds=0.1, serial=False) for _ in range(2)]
+    await finished(emulator, *while_down)
+
+    second = Collector(watcher(34))  # a new instance with the same kwargs, as after a restart
+    await until(lambda: len(second.events) >= 2, "the runs that finished while down")
+    later = start_run(emulator, 34, run_seconds=0.1)
+    await until(lambda: len(second.events) >= 3, "a run after the restart")
+    await asyncio.sleep(5 * POLL)
+    await second.stop()
+    assert second.run_ids() == [*while_down, later]  # oldest first, none of them twice, `seen` not again
+
+
+@pytestmark_3
+@pytest.mark.usefixtures("airflow_conn")
+async def test_runs_older_than_the_look_back_are_not_caught_up(
+    emulator: Any, capfd: pytest.CaptureFixture[str], caplog: pytest.LogCaptureFixture
+) -> None:
+    first = await Collector(watcher(35, look_back=2.0)).started(emulator)
+    await first.stop()
+    too_old = start_run(emulator, 35, run_seconds=0.1)
+    await finished(emulator, too_old)
+    await asyncio.sleep(2.5)  # it finished more than look_back before the restart
+    recent = start_run(emulator, 35, run_seconds=0.1)
+    await finished(emulator, recent)
+
+    second = Collector(watcher(35, look_back=2.0))
+    await until(lambda: len(second.events) >= 1, "the recent run")
+    await asyncio.sleep(5 * POLL)
+    await second.stop()
+    assert second.run_ids() == [recent]
+    assert f"Not emitting runs [{too_old}]" in output(capfd, caplog)
+
+
+@pytestmark_3
+@pytest.mark.usefixtures("airflow_conn")
+async def test_many_watchers_of_one_account_share_one_listing_per_tick(emulator: Any) -> None:
+    jobs = list(range(40, 60))
+    collectors = [Collector(watcher(job)) for job in jobs]
+    await collectors[0].started(emulator)
+    runs = {job: start_run(emulator, job, run_seconds=0.1) for job in jobs}
+    await finished(emulator, *runs.values())
+    emulator.clear_requests()
+    await until(lambda: all(c.events for c in collectors), "an event for every watcher")
+    await asyncio.sleep(5 * POLL)
+    for collector in collectors:
+        await collector.stop()
+    assert {job: c.run_ids() for job, c in zip(jobs, collectors, strict=True)} == {j: [r] for j, r in runs.items()}
+    listings = [r for r in emulator.requests if r.method == "GET"]
+    assert all(r.path.endswith("/runs/") and "job_definition_id" not in r.query for r in listings)
+    assert len(listings) <= 12, len(listings)  # about one per tick for 20 watchers, not 20 per tick
+
+
+def test_importing_triggers_does_not_need_airflow_3() -> None:
+    """The module imports on either Airflow version (the 2.11 venv runs this too)."""
+    code = "import airflow_dbt_cloud_dlt.triggers as t; print(t.DbtCloudJobRunWatcher.__name__)"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True)
+    assert done.stdout.strip().splitlines()[-1] == "DbtCloudJobRunWatcher"
