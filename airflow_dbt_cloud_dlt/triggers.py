@@ -148,7 +148,7 @@ FINISHED_STATUSES = ("success", "error", "cancelled")
 #: A cursor is written to the asset state store at least this often (seconds) while nothing is emitted.
 CURSOR_SAVE_INTERVAL = 60.0
 #: Where a watcher's cursor lives when Airflow gives it no asset state store (``run()`` outside the
-#: triggerer, Airflow < 3.3): in this process only, by the watcher's serialized kwargs.
+#: triggerer): in this process only, by the watcher's serialized kwargs.
 _MEMORY_CURSORS: dict[str, dict[str, Any]] = {}
 
 
@@ -192,8 +192,8 @@ class DbtCloudJobRunWatcher(_EventTriggerBase):
     **Why not Airflow's ``shared_stream_key``.** Airflow 3.3 lets event triggers share one poll loop per
     ``shared_stream_key``. This package's feed already does that, and more widely: it is keyed by the
     resolved (host, account, token), so watchers of different connections to one account, and of different
-    jobs, share one request; and it runs inside ``run()``, so the same code runs in the triggerer, in tests
-    and on Airflow 3.0 to 3.2. A shared stream is opened with one sibling's kwargs, so it could not page back as
+    jobs, share one request; and it runs inside ``run()``, so the same code runs in the triggerer and in
+    tests, and it also serves the deferred waits' pollers' HTTP pool. A shared stream is opened with one sibling's kwargs, so it could not page back as
     far as each watcher's own cursor needs after downtime; and its subscribers joining late miss the
     snapshots broadcast before they joined. ``shared_stream_key`` therefore stays ``None``.
 
@@ -208,8 +208,8 @@ class DbtCloudJobRunWatcher(_EventTriggerBase):
     * the one window in which a run can be lost is a hard kill between the cursor write and Airflow storing
       the event (about a second): at most once, never twice.
 
-    Without an asset state store (``run()`` called directly, Airflow < 3.3) the cursor lives in the process,
-    so a restart starts afresh. The cursor is never in the kwargs: Airflow identifies a watcher by a hash of
+    Without an asset state store (``run()`` called directly, outside the triggerer) the cursor lives in the
+    process, so a new process starts afresh. The cursor is never in the kwargs: Airflow identifies a watcher by a hash of
     its kwargs, which must not change from one DAG parse to the next.
     """
 

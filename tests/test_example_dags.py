@@ -44,12 +44,35 @@ def dagbag() -> Any:
     return load_dagbag()
 
 
+WATCHER_EXAMPLE = "example_dbt_cloud_job_watcher.py"  # Airflow 3 only: on 2.11 it defines no DAG
+
+
 def test_every_example_file_loads_without_import_errors(dagbag: Any) -> None:
     assert dagbag.import_errors == {}
     files = {path.name for path in EXAMPLE_DAGS.glob("*.py")}
     # the official provider's example (dag id "example_dbt_cloud") is tested in test_official_example.py
-    assert files == {f"{dag_id}.py" for dag_id in EXPECTED_TASKS} | {"example_official_dbt_cloud.py"}
-    assert {Path(dag.fileloc).name for dag in dagbag.dags.values()} == files
+    assert files == {f"{dag_id}.py" for dag_id in EXPECTED_TASKS} | {"example_official_dbt_cloud.py", WATCHER_EXAMPLE}
+    with_dags = files - {WATCHER_EXAMPLE} if AIRFLOW_2 else files
+    assert {Path(dag.fileloc).name for dag in dagbag.dags.values()} == with_dags
+
+
+@pytest.mark.skipif(AIRFLOW_2, reason="AssetWatcher is Airflow 3 only")
+def test_watcher_example_schedules_two_dags_on_watched_assets(dagbag: Any) -> None:
+    from airflow_dbt_cloud_dlt.triggers import DbtCloudJobRunWatcher
+
+    watchers = {}
+    for dag_id, task_id in [
+        ("example_dbt_cloud_job_watcher", "report"),
+        ("example_dbt_cloud_job_failure_alert", "alert"),
+    ]:
+        dag = dagbag.dags[dag_id]
+        assert set(dag.task_ids) == {task_id} and dag.catchup is False
+        (asset,) = dag.timetable.asset_condition.objects
+        (watcher,) = asset.watchers
+        watchers[dag_id] = watcher.trigger
+    assert all(isinstance(t, DbtCloudJobRunWatcher) for t in watchers.values())
+    assert watchers["example_dbt_cloud_job_watcher"].statuses == ["cancelled", "error", "success"]
+    assert watchers["example_dbt_cloud_job_failure_alert"].statuses == ["cancelled", "error"]
 
 
 @pytest.mark.parametrize("dag_id", sorted(EXPECTED_TASKS))
