@@ -227,3 +227,68 @@ def test_importing_triggers_does_not_need_airflow_3() -> None:
     code = "import airflow_dbt_cloud_dlt.triggers as t; print(t.DbtCloudJobRunWatcher.__name__)"
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True)
     assert done.stdout.strip().splitlines()[-1] == "DbtCloudJobRunWatcher"
+
+
+@pytestmark_3
+@pytest.mark.usefixtures("airflow_conn")
+async def test_transient_api_errors_are_waited_out_and_lose_no_run(emulator: Any) -> None:
+    collector = await Collector(watcher(37)).started(emulator)
+    emulator.faults.set(rate=0.5, kinds=("500", "502", "503", "429", "reset"), seed=5, retry_after=0.1)
+    runs = [start_run(emulator, 37, run_seconds=0.2, serial=False) for _ in range(3)]
+    await finished(emulator, *runs)
+    await until(lambda: len(collector.events) >= 3, "every run despite the faults", timeout=20)
+    await asyncio.sleep(5 * POLL)
+    emulator.faults.clear()
+    await collector.stop()
+    assert any(r.fault for r in emulator.requests)  # faults really were served
+    assert sorted(collector.run_ids()) == sorted(runs)
+
+
+@pytestmark_3
+async def test_a_refused_token_ends_the_watcher_with_a_clear_error(
+    emulator: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from conftest import connection_json
+
+    from airflow_dbt_cloud_dlt.api.errors import DbtCloudAuthError
+
+    monkeypatch.setenv("AIRFLOW_CONN_DBT_CLOUD_DEFAULT", connection_json(emulator.base_url, token="wrong-token"))
+    with pytest.raises(DbtCloudAuthError, match="refused the API token") as raised:
+        await asyncio.wait_for(watcher(38).run().__anext__(), timeout=10)
+    assert "wrong-token" not in str(raised.value)
+
+
+# --- the cursor alone (pure) -----------------------------------------------------------------------------------
+
+
+def run_at(run_id: int, finished: float, job_id: int = 1) -> dict[str, Any]:
+    from datetime import datetime, timezone
+
+    stamp = datetime.fromtimestamp(finished, timezone.utc).isoformat(sep=" ", timespec="microseconds")
+    return {"id": run_id, "job_definition_id": job_id, "status": 10, "finished_at": stamp}
+
+
+def test_cursor_takes_a_run_that_shows_up_late_within_the_settle_window_and_never_one_twice() -> None:
+    from airflow_dbt_cloud_dlt.api.watching import SETTLE_SECONDS, RunCursor
+
+    t = 1_800_000_000.0
+    first = (run_at(1, t),)
+    cursor = RunCursor().advance(first, first)  # the first look: history
+    assert cursor.started and cursor.mark == t and not cursor.is_new(first[0], 0)
+    newer, late, too_late = run_at(2, t + 10), run_at(3, t + 5 - SETTLE_SECONDS + 10), run_at(4, t - SETTLE_SECONDS)
+    snapshot = (newer, first[0])
+    assert [r["id"] for r in snapshot if cursor.is_new(r, 0)] == [2]
+    cursor = cursor.advance([newer], snapshot)
+    assert cursor.is_new(late, 0)  # finished before the mark but within the settle window, not seen yet
+    assert not cursor.is_new(too_late, 0) and not cursor.is_new(newer, 0)
+    assert not cursor.is_new(run_at(5, t + 20), t + 21)  # older than the look-back bound
+    stored = json.loads(json.dumps(cursor.to_json()))
+    assert RunCursor.from_json(stored) == cursor
+    assert len(json.dumps(stored)) < 200
+
+
+@pytest.mark.parametrize("stored", [None, "x", {"v": 99}, {"v": 1, "mark": "soon"}, {"v": 1, "recent": {"a": 1}}])
+def test_a_stored_cursor_that_cannot_be_read_is_ignored(stored: Any) -> None:
+    from airflow_dbt_cloud_dlt.api.watching import RunCursor
+
+    assert RunCursor.from_json(stored) is None
