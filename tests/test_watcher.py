@@ -184,6 +184,23 @@ async def test_a_new_instance_after_a_restart_emits_what_finished_while_down_and
 
 @pytestmark_3
 @pytest.mark.usefixtures("airflow_conn")
+async def test_catching_up_pages_back_past_the_first_hundred_runs(emulator: Any) -> None:
+    first = await Collector(watcher(39)).started(emulator)
+    await first.stop()
+    while_down = [start_run(emulator, 39, run_seconds=0.05, serial=False) for _ in range(150)]
+    await finished(emulator, *while_down)
+    emulator.clear_requests()
+    second = Collector(watcher(39))
+    await until(lambda: len(second.events) >= 150, "all 150 runs", timeout=20)
+    await asyncio.sleep(5 * POLL)
+    await second.stop()
+    assert sorted(second.run_ids()) == sorted(while_down)
+    offsets = [r.query.get("offset") for r in emulator.requests if "status__in" in r.query]
+    assert any("100" in str(offset) for offset in offsets), offsets  # the second page was read
+
+
+@pytestmark_3
+@pytest.mark.usefixtures("airflow_conn")
 async def test_runs_older_than_the_look_back_are_not_caught_up(
     emulator: Any, capfd: pytest.CaptureFixture[str], caplog: pytest.LogCaptureFixture
 ) -> None:
