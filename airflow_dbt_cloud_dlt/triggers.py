@@ -23,7 +23,7 @@ except ImportError:  # Airflow 2.11: the module still imports; the watcher refus
 from .api.credentials import DbtCloudCredentials, validate_id
 from .api.errors import DbtCloudError
 from .api.events import RunEvent
-from .api.models import RunStatus, is_terminal
+from .api.models import RunStatus, is_terminal, run_status
 from .api.reporting import progress_line, run_url
 
 if TYPE_CHECKING:
@@ -295,7 +295,7 @@ class DbtCloudJobRunWatcher(_EventTriggerBase):
         return json.dumps(self.serialize(), sort_keys=True)
 
     def _payload(self, run: dict[str, Any], base_url: str) -> dict[str, Any]:
-        status = RunStatus(int(run["status"]))
+        status = run_status(run)
         return {
             "run_id": int(run["id"]),
             "job_id": self.job_id,
@@ -341,7 +341,7 @@ class DbtCloudJobRunWatcher(_EventTriggerBase):
                 )
             for run in new:
                 cursor = cursor.advance([run], ())
-                if RunStatus(int(run["status"])).event_name not in self.statuses:
+                if run_status(run).event_name not in self.statuses:  # still examined: in the cursor
                     continue
                 await self._save_cursor(cursor)  # before the event: never twice (see the class docstring)
                 saved_at = time.monotonic()
