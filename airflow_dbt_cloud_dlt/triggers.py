@@ -145,6 +145,8 @@ DEFAULT_WATCH_POLL_INTERVAL = 30.0
 DEFAULT_LOOK_BACK = 24 * 3600.0
 #: The statuses of a finished run, by name (dbt Cloud ends a timed-out run as ``cancelled``).
 FINISHED_STATUSES = ("success", "error", "cancelled")
+#: The longest wait (seconds) before a watcher tries again after an error it cannot wait out (a refused token).
+MAX_RETRY_WAIT = 300.0
 #: A cursor is written to the asset state store at least this often (seconds) while nothing is emitted.
 CURSOR_SAVE_INTERVAL = 60.0
 #: Where a watcher's cursor lives when Airflow gives it no asset state store (``run()`` outside the
@@ -307,51 +309,90 @@ class DbtCloudJobRunWatcher(_EventTriggerBase):
         }
 
     async def run(self) -> AsyncIterator[TriggerEvent]:
-        from .api.watching import RunCursor, feed_for  # httpx: the triggerer needs it, DAG parsing does not
+        """Watch until cancelled. A refused token, a missing connection or any other lasting error is logged
+        and tried again with backoff (up to :data:`MAX_RETRY_WAIT`), with the connection read afresh: a
+        watcher that raised would be restarted by the triggerer at once, again and again."""
+        from .api.watching import RunCursor  # httpx: the triggerer needs it, DAG parsing does not
 
-        credentials = await self._hook().aget_credentials()
         cursor = await self._load_cursor() or RunCursor()
         not_before = time.time() - self.look_back  # the look-back counts from this (re)start
-        saved_at = time.monotonic()
         self.log.info(
             "Watching dbt Cloud job %s for finished runs (%s); %s.",
             self.job_id,
             ", ".join(self.statuses),
             "resuming from the stored cursor" if cursor.started else "first start: runs finishing from now on",
         )
+        failures = 0
+        while True:
+            watch = _Watch(self, cursor, not_before)
+            try:
+                async for event in watch.events():
+                    failures = 0
+                    yield event
+            except Exception as error:  # a watcher must outlive what it cannot fix itself
+                failures = 1 if watch.listed else failures + 1
+                wait = min(MAX_RETRY_WAIT, self.poll_interval * 2**failures)
+                self.log.error(
+                    "Could not watch dbt Cloud job %s: %s Trying again in %.0f s, with the connection read again.",
+                    self.job_id,
+                    error,
+                    wait,
+                    exc_info=not isinstance(error, DbtCloudError),
+                )
+                await asyncio.sleep(wait)
+            cursor = watch.cursor
+
+
+class _Watch:
+    """One subscription of a :class:`DbtCloudJobRunWatcher` to its account's feed, until an error ends it."""
+
+    def __init__(self, watcher: DbtCloudJobRunWatcher, cursor: RunCursor, not_before: float) -> None:
+        self.watcher, self.cursor, self.not_before = watcher, cursor, not_before
+        self.saved_at = time.monotonic()
+        self.listed = False  # whether the feed answered at least once
+
+    async def save(self, cursor: RunCursor) -> None:
+        """Store ``cursor``, then make it current: a cursor that could not be stored is not relied on."""
+        await self.watcher._save_cursor(cursor)
+        self.cursor, self.saved_at = cursor, time.monotonic()
+
+    async def events(self) -> AsyncIterator[TriggerEvent]:
+        from .api.watching import feed_for
+
+        watcher, job_id, not_before = self.watcher, self.watcher.job_id, self.not_before
+        credentials = await watcher._hook().aget_credentials()
         feed = feed_for(credentials).subscribe(
-            self.job_id, self.poll_interval, lambda: cursor.oldest_needed(not_before)
+            job_id, watcher.poll_interval, lambda: self.cursor.oldest_needed(not_before)
         )
         async for snapshot in feed:
-            job_runs = [run for run in snapshot if _job_of(run) == self.job_id]
-            if not cursor.started:  # first look ever: what has finished already is history
-                cursor = cursor.advance(job_runs, snapshot)
-                await self._save_cursor(cursor)
-                saved_at = time.monotonic()
+            self.listed = True
+            job_runs = [run for run in snapshot if _job_of(run) == job_id]
+            if not self.cursor.started:  # first look ever: what has finished already is history
+                await self.save(self.cursor.advance(job_runs, snapshot))
                 continue
-            new = [run for run in reversed(job_runs) if cursor.is_new(run, not_before)]  # oldest first
-            skipped = [r for r in job_runs if not cursor.is_new(r, not_before) and cursor.is_new(r, -math.inf)]
+            new = [run for run in reversed(job_runs) if self.cursor.is_new(run, not_before)]  # oldest first
+            skipped = [
+                r for r in job_runs if not self.cursor.is_new(r, not_before) and self.cursor.is_new(r, -math.inf)
+            ]
             if skipped:
-                self.log.warning(
+                watcher.log.warning(
                     "Not emitting runs %s of dbt Cloud job %s: they finished more than look_back=%ss before "
                     "this watcher (re)started.",
                     sorted(int(r["id"]) for r in skipped),
-                    self.job_id,
-                    self.look_back,
+                    job_id,
+                    watcher.look_back,
                 )
             for run in new:
-                cursor = cursor.advance([run], ())
-                if run_status(run).event_name not in self.statuses:  # still examined: in the cursor
-                    continue
-                await self._save_cursor(cursor)  # before the event: never twice (see the class docstring)
-                saved_at = time.monotonic()
-                yield TriggerEvent(self._payload(run, credentials.base_url))
-            advanced = cursor.advance(job_runs, snapshot)
-            if advanced != cursor:
-                cursor = advanced
-                if new or time.monotonic() - saved_at >= CURSOR_SAVE_INTERVAL:
-                    await self._save_cursor(cursor)
-                    saved_at = time.monotonic()
+                if run_status(run).event_name not in watcher.statuses:
+                    continue  # examined all the same: the advance below records it
+                await self.save(self.cursor.advance([run], ()))  # before the event: never twice (class docstring)
+                yield TriggerEvent(watcher._payload(run, credentials.base_url))
+            advanced = self.cursor.advance(job_runs, snapshot)
+            if advanced != self.cursor:
+                if new or time.monotonic() - self.saved_at >= CURSOR_SAVE_INTERVAL:
+                    await self.save(advanced)
+                else:
+                    self.cursor = advanced
 
 
 def _job_of(run: dict[str, Any]) -> int | None:

@@ -14,7 +14,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from conftest import AIRFLOW_2, TOKEN, output, start_run
+from conftest import AIRFLOW_2, TOKEN, connection_json, output, start_run
 
 from airflow_dbt_cloud_dlt import triggers
 
@@ -262,17 +262,29 @@ async def test_transient_api_errors_are_waited_out_and_lose_no_run(emulator: Any
 
 
 @pytestmark_3
-async def test_a_refused_token_ends_the_watcher_with_a_clear_error(
-    emulator: Any, monkeypatch: pytest.MonkeyPatch
+async def test_a_refused_token_is_logged_and_retried_with_backoff_until_the_connection_is_fixed(
+    emulator: Any, monkeypatch: pytest.MonkeyPatch, capfd: pytest.CaptureFixture[str], caplog: pytest.LogCaptureFixture
 ) -> None:
-    from conftest import connection_json
+    """A watcher that raised would be restarted by the triggerer at once, again and again: it waits instead."""
+    from airflow_dbt_cloud_dlt import hooks
 
-    from airflow_dbt_cloud_dlt.api.errors import DbtCloudAuthError
-
+    monkeypatch.setattr(hooks, "CREDENTIALS_TTL", 0.05)  # the connection is read afresh on each retry
     monkeypatch.setenv("AIRFLOW_CONN_DBT_CLOUD_DEFAULT", connection_json(emulator.base_url, token="wrong-token"))
-    with pytest.raises(DbtCloudAuthError, match="refused the API token") as raised:
-        await asyncio.wait_for(watcher(38).run().__anext__(), timeout=10)
-    assert "wrong-token" not in str(raised.value)
+    collector = Collector(watcher(38))
+    await asyncio.sleep(1.6)  # waits of 0.2, 0.4, 0.8 s after each refusal
+    refused = [r for r in emulator.requests if "status__in" in r.query]
+    assert 2 <= len(refused) <= 4, len(refused)  # backoff, not a request per triggerer loop
+    assert not collector.task.done()
+    logged = output(capfd, caplog)
+    assert "Could not watch dbt Cloud job 38" in logged and "refused the API token" in logged
+    assert "wrong-token" not in logged
+
+    monkeypatch.setenv("AIRFLOW_CONN_DBT_CLOUD_DEFAULT", connection_json(emulator.base_url))
+    await until(lambda: len(emulator.requests) > len(refused) + 1, "a listing with the right token", timeout=5)
+    await asyncio.sleep(3 * POLL)
+    run_id = start_run(emulator, 38, run_seconds=0.1)
+    await until(lambda: collector.run_ids() == [run_id], "the run after the fix", timeout=5)
+    await collector.stop()
 
 
 # --- the cursor alone (pure) -----------------------------------------------------------------------------------
