@@ -210,6 +210,10 @@ class DbtCloudJobRunWatcher(_EventTriggerBase):
     * the one window in which a run can be lost is a hard kill between the cursor write and Airflow storing
       the event (about a second): at most once, never twice.
 
+    **Errors.** Transient API errors are waited out. A refused token, a missing connection or any other
+    lasting error is logged and tried again with backoff (up to :data:`MAX_RETRY_WAIT`), with the connection
+    read afresh; the watcher never ends on its own.
+
     Without an asset state store (``run()`` called directly, outside the triggerer) the cursor lives in the
     process, so a new process starts afresh. The cursor is never in the kwargs: Airflow identifies a watcher by a hash of
     its kwargs, which must not change from one DAG parse to the next.
