@@ -370,9 +370,11 @@ class _Watch:
         )
         async for snapshot in feed:
             self.listed = True
-            job_runs = [run for run in snapshot if _job_of(run) == job_id]
+            if not snapshot.covers(job_id, self.cursor.oldest_needed(not_before)):
+                continue  # listed for others before this watcher joined: the next tick goes back far enough
+            job_runs = [run for run in snapshot.runs if _job_of(run) == job_id]
             if not self.cursor.started:  # first look ever: what has finished already is history
-                await self.save(self.cursor.advance(job_runs, snapshot))
+                await self.save(self.cursor.advance(job_runs, snapshot.runs))
                 continue
             new = [run for run in reversed(job_runs) if self.cursor.is_new(run, not_before)]  # oldest first
             skipped = [
@@ -391,7 +393,7 @@ class _Watch:
                     continue  # examined all the same: the advance below records it
                 await self.save(self.cursor.advance([run], ()))  # before the event: never twice (class docstring)
                 yield TriggerEvent(watcher._payload(run, credentials.base_url))
-            advanced = self.cursor.advance(job_runs, snapshot)
+            advanced = self.cursor.advance(job_runs, snapshot.runs)
             if advanced != self.cursor:
                 if new or time.monotonic() - self.saved_at >= CURSOR_SAVE_INTERVAL:
                     await self.save(advanced)

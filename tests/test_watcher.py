@@ -201,6 +201,37 @@ async def test_catching_up_pages_back_past_the_first_hundred_runs(emulator: Any)
 
 @pytestmark_3
 @pytest.mark.usefixtures("airflow_conn")
+@pytest.mark.parametrize("others", [[61], [61, 63]], ids=["another-job-only", "first-page-only"])
+async def test_a_watcher_joining_during_a_listing_made_for_others_waits_for_its_own(
+    emulator: Any, others: list[int]
+) -> None:
+    """A restarted watcher that joins while the feed lists for other watchers (one other job: filtered on that
+    job; two: only the newest page) must not take that listing as all there is: runs older than its settle
+    window would be lost."""
+    first = await Collector(watcher(62)).started(emulator)
+    await first.stop()
+    while_down = [start_run(emulator, 62, run_seconds=0.05, serial=False) for _ in range(150)]
+    await finished(emulator, *while_down)
+    emulator.advance(600)  # the next run finishes 10 minutes after those, beyond the settle window
+    newest = start_run(emulator, 61, run_seconds=0.05)
+    await finished(emulator, newest)
+    emulator.faults.set(rate=1.0, kinds=("stall",), stall_seconds=1.0)
+    first_looks = [Collector(watcher(job)) for job in others]  # one page is enough for them
+    await asyncio.sleep(0.3)  # that listing is in flight
+    restarted = Collector(watcher(62))
+    await asyncio.sleep(1.5)
+    emulator.faults.clear()
+    await until(lambda: len(restarted.events) >= 150, "all 150 runs", timeout=20)
+    await asyncio.sleep(5 * POLL)
+    for other in first_looks:
+        await other.stop()
+        assert other.events == []  # their first look: history
+    await restarted.stop()
+    assert sorted(restarted.run_ids()) == sorted(while_down)
+
+
+@pytestmark_3
+@pytest.mark.usefixtures("airflow_conn")
 async def test_runs_older_than_the_look_back_are_not_caught_up(
     emulator: Any, capfd: pytest.CaptureFixture[str], caplog: pytest.LogCaptureFixture
 ) -> None:

@@ -41,8 +41,23 @@ MAX_WATCH_PAGES = 50
 FINISHED_CODES = (int(RunStatus.SUCCESS), int(RunStatus.ERROR), int(RunStatus.CANCELLED))
 _CURSOR_VERSION = 1
 
-#: What a subscriber receives per tick: the finished runs listed (newest first), or the error that ended the feed.
-Snapshot = tuple[dict[str, Any], ...]
+
+@dataclass(frozen=True)
+class Snapshot:
+    """What a subscriber receives per tick: the finished runs listed, newest first, and how far back the
+    listing is complete (``complete_down_to`` None: every finished run; the last page was short)."""
+
+    runs: tuple[dict[str, Any], ...] = ()
+    complete_down_to: float | None = None
+    truncated: bool = False  # stopped at MAX_WATCH_PAGES: as complete as it will get
+    job_id: int | None = None  # the runs of this job only (all jobs: None)
+
+    def covers(self, job_id: int, since: float | None) -> bool:
+        """Whether every run of ``job_id`` that finished at or after ``since`` is listed (``since`` None: the
+        newest runs). A listing made for other subscribers, before this one joined, may not be."""
+        if self.job_id is not None and self.job_id != job_id:
+            return False
+        return since is None or self.truncated or self.complete_down_to is None or self.complete_down_to <= since
 
 
 def finished_epoch(run: Mapping[str, Any]) -> float | None:
@@ -83,9 +98,9 @@ class RunCursor:
             return False
         return self.mark is None or finished > self.mark - SETTLE_SECONDS
 
-    def advance(self, job_runs: Iterable[Mapping[str, Any]], snapshot: Snapshot) -> RunCursor:
-        """The cursor once ``job_runs`` (this job's runs of ``snapshot``) have been examined."""
-        marks = [t for t in (finished_epoch(run) for run in snapshot) if t is not None]
+    def advance(self, job_runs: Iterable[Mapping[str, Any]], listed: Iterable[Mapping[str, Any]]) -> RunCursor:
+        """The cursor once ``job_runs`` (this job's runs among all the runs ``listed``) have been examined."""
+        marks = [t for t in (finished_epoch(run) for run in listed) if t is not None]
         mark = max([*marks, *([self.mark] if self.mark is not None else [])], default=None)
         recent = dict(self.recent)
         for run in job_runs:
@@ -202,20 +217,26 @@ class FinishedRunsFeed:
         needs = [n for n in (s.oldest_needed() for s in subscribers) if n is not None]
         oldest = min(needs, default=None)  # None: every subscriber is on its first look, one page will do
         runs: dict[int, dict[str, Any]] = {}
+        complete_down_to: float | None = None
         for page_number in range(MAX_WATCH_PAGES):
             page = await self._client.list_runs_page(
                 order_by="-finished_at", limit=MAX_PAGE_SIZE, offset=page_number * MAX_PAGE_SIZE, **filters
             )
             runs.update((int(run["id"]), run) for run in page if run.get("id") is not None)
-            last = finished_epoch(page[-1]) if page else None
-            if len(page) < MAX_PAGE_SIZE or oldest is None or last is None or last < oldest:
+            if len(page) < MAX_PAGE_SIZE:
+                complete_down_to = None
+                break
+            complete_down_to = finished_epoch(page[-1])
+            if oldest is None or complete_down_to is None or complete_down_to <= oldest:
                 break
         else:
             log.warning(
                 "Catching up on finished dbt Cloud runs stopped after %s pages; older runs are not emitted.",
                 MAX_WATCH_PAGES,
             )
-        return tuple(sorted(runs.values(), key=lambda run: (finished_epoch(run) or 0.0, int(run["id"])), reverse=True))
+        newest_first = sorted(runs.values(), key=lambda run: (finished_epoch(run) or 0.0, int(run["id"])), reverse=True)
+        truncated = complete_down_to is not None and oldest is not None and complete_down_to > oldest
+        return Snapshot(tuple(newest_first), complete_down_to, truncated, filters.get("job_definition_id"))
 
 
 _FEEDS: PerLoop[FinishedRunsFeed] = PerLoop()
