@@ -6,6 +6,8 @@ VENV3 := .venv
 VENV2 := .venv-airflow2
 VENVW := .venv-wheel
 UV = $(VENV3)/bin/uv
+# Two pytest workers: most tests wait on the emulator or on Airflow processes. `make test PYTEST_ARGS=` runs serially.
+PYTEST_ARGS ?= -n 2
 
 .PHONY: install install-airflow2 demo test test-airflow3 test-airflow2 test-wheel lint bench clean
 
@@ -34,10 +36,10 @@ lint: install
 	$(VENV3)/bin/mypy
 
 test-airflow3: install
-	$(VENV3)/bin/pytest
+	$(VENV3)/bin/pytest $(PYTEST_ARGS)
 
 test-airflow2: install-airflow2
-	$(VENV2)/bin/pytest
+	$(VENV2)/bin/pytest $(PYTEST_ARGS)
 
 # Users install wheels: build the sdist and wheel, install the wheel alone into a clean venv and run the
 # demo (the emulator and an example DAG) from it, so package data an editable install hides is caught.
