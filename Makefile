@@ -15,11 +15,13 @@ $(VENV3)/.installed: pyproject.toml Makefile
 	$(PYTHON) -m venv $(VENV3)
 	$(VENV3)/bin/pip install -q --disable-pip-version-check uv
 	$(UV) pip install -q --python $(VENV3)/bin/python "apache-airflow==$(AIRFLOW3)" -e ".[test]"
+	rm -rf *.egg-info  # setuptools' leftover: with the repo on sys.path (python -m airflow) it registers the plugin twice
 	touch $@
 
 $(VENV2)/.installed: $(VENV3)/.installed
 	$(PYTHON) -m venv $(VENV2)
 	$(UV) pip install -q --python $(VENV2)/bin/python "apache-airflow==$(AIRFLOW2)" -e ".[test]"
+	rm -rf *.egg-info
 	touch $@
 
 install: $(VENV3)/.installed
@@ -46,6 +48,7 @@ test-airflow2: install-airflow2
 test-wheel: install
 	rm -rf dist $(VENVW)
 	$(UV) build -q --out-dir dist
+	rm -rf *.egg-info
 	$(PYTHON) -m venv $(VENVW)
 	$(UV) pip install -q --python $(VENVW)/bin/python "apache-airflow==$(AIRFLOW3)" "dlt[duckdb]>=1.0" dist/*.whl
 	WHEEL_VENV=$(VENVW) $(VENV3)/bin/pytest -q -p no:randomly tests/test_packaging.py

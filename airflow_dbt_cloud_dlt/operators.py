@@ -251,7 +251,7 @@ class RunDbtCloudJobOperator(RunWaitMixin, BaseOperator):
 
         ti = context["ti"]
         series, try_number = first_try(ti, self.retries), int(getattr(ti, "try_number", 1) or 1)
-        marker = task_marker(ti.dag_id, ti.task_id, ti.run_id, getattr(ti, "map_index", -1), series)
+        marker = task_marker(ti.dag_id, ti.task_id, ti.run_id, getattr(ti, "map_index", -1), ti.max_tries)
         body = trigger_body(self, ti)
         body["cause"] = cause_with_marker(body["cause"], marker)
         run, how = trigger_once(
