@@ -6,8 +6,9 @@ VENV3 := .venv
 VENV2 := .venv-airflow2
 VENVW := .venv-wheel
 UV = $(VENV3)/bin/uv
-# Two pytest workers: most tests wait on the emulator or on Airflow processes. `make test PYTEST_ARGS=` runs serially.
-PYTEST_ARGS ?= -n 2
+# Two pytest workers: most tests wait on the emulator or on Airflow processes. A test module stays on one worker
+# (its module-scoped Airflow stack starts once). `make test PYTEST_ARGS=` runs serially.
+PYTEST_ARGS ?= -n 2 --dist loadfile
 
 .PHONY: install install-airflow2 demo test test-airflow3 test-airflow2 test-wheel lint bench clean
 
