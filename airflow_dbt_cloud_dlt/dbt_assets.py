@@ -310,7 +310,9 @@ def read_run_assets(
 # --- asset events ------------------------------------------------------------------------------------------------
 
 
-def emit_recorded_events(events: Sequence[Mapping[str, Any]] | None, alias: str | Any, outlet_events: Any = None) -> int:
+def emit_recorded_events(
+    events: Sequence[Mapping[str, Any]] | None, alias: str | Any, outlet_events: Any = None
+) -> int:
     """Emit ``[{"uri", "extra"}]`` (:meth:`RunAssets.events`) through ``alias``, which the task lists in its
     ``outlets``; return how many.
 
