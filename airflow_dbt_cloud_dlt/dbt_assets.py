@@ -196,19 +196,38 @@ def read_manifest_nodes(path: Path, wanted: set[str], where: str = "manifest.jso
 # --- a run's artifacts -----------------------------------------------------------------------------------------
 
 
+def step_command(step: Mapping[str, Any]) -> str:
+    """A run step's dbt command: ``run_step_command.dbt_command`` (the API's object; the emulator gives the
+    string), else the command in its name ("Invoke dbt with `dbt build`", with or without the backticks)."""
+    command = step.get("run_step_command")
+    if isinstance(command, Mapping):
+        command = command.get("dbt_command")
+    if isinstance(command, str) and command.strip():
+        return command.strip()
+    name = str(step.get("name") or "")
+    quoted = re.search(r"`([^`]+)`", name)
+    return quoted.group(1).strip() if quoted else name.removeprefix("Invoke dbt with").strip()
+
+
+def dbt_subcommand(command: str) -> str | None:
+    """``build`` for ``dbt --warn-error build -s x``; None when the command is not dbt's."""
+    words = command.split()
+    if not words or words[0] != "dbt":
+        return None
+    return next((word for word in words[1:] if not word.startswith("-")), None)
+
+
 def _node_steps(run: Mapping[str, Any]) -> list[int | None]:
     """The indexes of the run's steps that ran a node-building dbt command; ``[None]`` (the last step) when the
     run does not list its steps."""
     steps = run.get("run_steps") or []
     if not steps:
         return [None]
-    out: list[int | None] = []
-    for step in steps:
-        text = str(step.get("run_step_command") or step.get("name") or "")
-        found = re.search(r"\bdbt\s+([a-z-]+)", text)
-        if found and found.group(1) in NODE_COMMANDS and isinstance(step.get("index"), int):
-            out.append(step["index"])
-    return out
+    return [
+        step["index"]
+        for step in steps
+        if dbt_subcommand(step_command(step)) in NODE_COMMANDS and isinstance(step.get("index"), int)
+    ]
 
 
 def _download(client: DbtCloudClient, run_id: int, path: str, step: int | None, target: Path) -> bool:

@@ -24,8 +24,10 @@ from airflow_dbt_cloud_dlt.api.client import DbtCloudClient
 from airflow_dbt_cloud_dlt.dbt_assets import (
     FAILED_RUN_XCOM_KEY,
     DbtArtifactError,
+    dbt_subcommand,
     read_manifest_nodes,
     read_run_assets,
+    step_command,
 )
 from airflow_dbt_cloud_dlt.testing import JobScript, StepScript
 
@@ -158,6 +160,20 @@ def test_failed_run_names_only_the_nodes_that_succeeded(emulator: Any, client: A
     run_id = finished_run(emulator, dbt_job(6, outcome="error", failing_nodes=["fct_orders"]))
     found = read_run_assets(client, run_id, namespace=NAMESPACE)
     assert {n.unique_id for n in found.nodes} == set(BUILT) - {"model.analytics.fct_orders"}
+
+
+@pytest.mark.parametrize(
+    ("step", "subcommand"),
+    [
+        ({"name": "Invoke dbt with `dbt build --select x+`"}, "build"),
+        ({"name": "Invoke dbt with dbt run"}, "run"),
+        ({"name": "x", "run_step_command": {"run_step_id": 1, "dbt_command": "dbt --warn-error test"}}, "test"),
+        ({"name": "Clone git repository", "run_step_command": None}, None),
+        ({"name": "Invoke dbt with `dbt deps`"}, "deps"),
+    ],
+)
+def test_step_commands_as_the_api_and_the_emulator_give_them(step: dict[str, Any], subcommand: str | None) -> None:
+    assert dbt_subcommand(step_command(step)) == subcommand
 
 
 def test_deps_only_run_has_nothing_and_says_why(emulator: Any, client: Any) -> None:
