@@ -105,6 +105,11 @@ def test_emulator_failed_run_has_partial_run_results(emulator: Any, client: Any)
     assert statuses["model.analytics.stg_orders"] == "error"
     assert statuses["model.analytics.fct_orders"] == statuses["model.analytics.dim_customers"] == "skipped"
     assert statuses["model.analytics.stg_customers"] == "success"
+    run = emulator.get_run(run_id)
+    assert run["status_message"] == "Runtime Error in model stg_orders (models/staging/stg_orders.sql)"
+    (step,) = run["run_steps"]
+    assert "ERROR creating sql table model prod.stg_orders" in step["logs"]
+    assert step["logs"].rstrip().endswith("Done. PASS=6 WARN=0 ERROR=1 SKIP=7 TOTAL=14")
 
 
 # --- reading a run's artifacts ------------------------------------------------------------------------------------

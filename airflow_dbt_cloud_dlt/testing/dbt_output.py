@@ -116,8 +116,13 @@ def failure(run: Run) -> Failure:
     return Failure(resource_type, name, path, "\n".join(lines))
 
 
-def _nodes(fail: Failure) -> list[tuple[str, str]]:
-    """(name, status) of every node of the failed invocation, in execution order."""
+def _nodes(fail: Failure, run: Run | None = None) -> list[tuple[str, str]]:
+    """(name, status) of every node of the failed invocation, in execution order: the example project's
+    results of the failing step for a ``project`` job, else a fixed pair around the failed node."""
+    if run is not None and serves_project(run):
+        results = json.loads(project_artifacts(run, None, None).get("run_results.json", b"{}")).get("results", [])
+        status = {"success": "success", "pass": "success", "error": "error", "fail": "error", "skipped": "skipped"}
+        return [(r["unique_id"].split(".")[2], status.get(r["status"], "skipped")) for r in results]
     passed = [(name, "success") for name in PASSED if name != fail.name]
     skipped = [(name, "skipped") for name in SKIPPED if name != fail.name]
     return [*passed, (fail.name, "error"), *skipped]
@@ -137,7 +142,7 @@ def failing_step_log(run: Run, scripted: str, explicit: bool) -> str:
     lines = [line for line in scripted.splitlines() if not line.startswith("Done.")]
     if not any(line.startswith("Running with dbt=") for line in lines):
         lines.insert(0, f"Running with dbt={DBT_VERSION}")
-    nodes = _nodes(fail)
+    nodes = _nodes(fail, run)
     for i, (name, status) in enumerate(nodes, 1):
         relation = f"{schema}.{name}"
         text = {
@@ -148,8 +153,9 @@ def failing_step_log(run: Run, scripted: str, explicit: bool) -> str:
         lines.append(f"{i} of {len(nodes)} {text}")
     passed = sum(status == "success" for _, status in nodes)
     skipped = sum(status == "skipped" for _, status in nodes)
-    lines += ["", "Completed with 1 error and 0 warnings:", "", fail.message, ""]
-    lines.append(f"Done. PASS={passed} WARN=0 ERROR=1 SKIP={skipped} TOTAL={len(nodes)}")
+    errors = sum(status == "error" for _, status in nodes)
+    lines += ["", f"Completed with {errors} error{'s' * (errors != 1)} and 0 warnings:", "", fail.message, ""]
+    lines.append(f"Done. PASS={passed} WARN=0 ERROR={errors} SKIP={skipped} TOTAL={len(nodes)}")
     return "\n".join(lines)
 
 

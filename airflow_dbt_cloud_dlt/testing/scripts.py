@@ -83,6 +83,14 @@ class JobScript:
         for outcome in (self.outcome, *self.outcome_sequence):
             if outcome not in OUTCOME_STATUS:
                 raise ValueError(f"unknown outcome {outcome!r}; expected one of {sorted(OUTCOME_STATUS)}")
+        if self.project and self.failing_nodes and self.status_message is None:
+            from airflow_dbt_cloud_dlt.testing.project import example_project
+
+            nodes = {node.name: node for node in example_project().nodes.values()}
+            first = nodes.get(self.failing_nodes[0])
+            if first is None:
+                raise ValueError(f"failing node {self.failing_nodes[0]!r} is not in the example project")
+            self.status_message = f"Runtime Error in {first.resource_type} {first.name} ({first.path})"
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> JobScript:
