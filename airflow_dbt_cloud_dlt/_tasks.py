@@ -99,6 +99,18 @@ def with_asset_alias(kwargs: dict[str, Any], alias: str | None) -> dict[str, Any
     return kwargs | {"outlets": [*outlets, make_alias(alias)]}
 
 
+def check_asset_namespace(task_id: str, namespace: Any) -> None:
+    """Refuse a namespace the naming rule cannot use when the DAG is parsed, not after the run (templates are
+    left for run time)."""
+    if isinstance(namespace, str) and namespace and "{{" not in namespace:
+        from .assets import UnsupportedWarehouseError, resolve_namespace
+
+        try:
+            resolve_namespace(namespace)
+        except UnsupportedWarehouseError as error:
+            raise UnsupportedWarehouseError(f"{task_id}: asset_namespace {namespace!r}: {error}") from None
+
+
 def new_hook(conn_id: str, hook_params: Mapping[str, Any], account_id: int | str | None = None) -> DbtCloudHook:
     """A hook for a task's calls. Imported here, at run time: the hook loads the API core, which DAG parsing
     (which imports the operators) does not need."""

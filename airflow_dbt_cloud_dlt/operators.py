@@ -21,6 +21,7 @@ from ._tasks import (
     Alias,
     RunWaitMixin,
     check_args,
+    check_asset_namespace,
     check_hook_params,
     default_deferrable,
     new_hook,
@@ -215,6 +216,7 @@ class RunDbtCloudJobOperator(RunWaitMixin, BaseOperator):
         self.retry_from_failure = retry_from_failure
         self.reuse_existing_run = reuse_existing_run
         self.asset_alias = asset_alias
+        check_asset_namespace(self.task_id, asset_namespace)
         self.asset_namespace = asset_namespace
         self.assets_on_failure = assets_on_failure
         if asset_alias and not wait_for_termination:

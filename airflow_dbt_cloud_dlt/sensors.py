@@ -11,6 +11,7 @@ from ._tasks import (
     OFFICIAL_DEFERRABLE,
     RunWaitMixin,
     check_args,
+    check_asset_namespace,
     check_hook_params,
     default_deferrable,
     seconds,
@@ -60,6 +61,7 @@ class DbtCloudRunSensor(RunWaitMixin, BaseSensorOperator):
             self.task_id, asset_namespace=(asset_namespace, "text"), assets_on_failure=(assets_on_failure, "bool")
         )
         self.asset_alias = asset_alias
+        check_asset_namespace(self.task_id, asset_namespace)
         self.asset_namespace = asset_namespace
         self.assets_on_failure = assets_on_failure
         self.hook_params = check_hook_params(self.task_id, hook_params)

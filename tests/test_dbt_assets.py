@@ -441,3 +441,5 @@ def test_alias_is_an_outlet_and_needs_waiting() -> None:
         RunDbtCloudJobOperator(task_id="w", job_id=1, asset_alias=ALIAS, wait_for_termination=False)
     with pytest.raises(TypeError, match="asset_alias must be a non-empty string"):
         RunDbtCloudJobOperator(task_id="e", job_id=1, asset_alias="")
+    with pytest.raises(ValueError, match=r"ns: asset_namespace 'mssql://h:1433'.*Supported warehouses"):
+        DbtCloudJobRunSensor(task_id="ns", run_id=1, asset_alias=ALIAS, asset_namespace="mssql://h:1433")
