@@ -16,7 +16,7 @@ from conftest import xcom
 
 from airflow_dbt_cloud_dlt.operators import RunDbtCloudJobOperator
 from airflow_dbt_cloud_dlt.sensors import DbtCloudRunSensor
-from airflow_dbt_cloud_dlt.testing import JobScript
+from airflow_dbt_cloud_dlt.testing import JobScript, StepScript
 from airflow_dbt_cloud_dlt.triggers import DbtCloudRunTrigger
 
 EXAMPLE_DAGS = Path(__file__).parent.parent / "example_dags"
@@ -199,6 +199,55 @@ def test_example_runs_against_the_emulator(
     if dag_id == "example_dbt_cloud_assets":
         rebuilt = _recorded_event_uris(dag_id)
         assert len(rebuilt) == 7 and f"duckdb:{tmp_path}/warehouse.duckdb/warehouse/analytics/fct_orders" in rebuilt
+
+
+@pytest.mark.usefixtures("airflow_db", "airflow_conn", "example_bundle")
+def test_a_dag_scheduled_on_a_model_is_queued_when_and_only_when_a_run_rebuilt_it(
+    emulator: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The consumer example is scheduled on fct_orders: a run that did not build it queues nothing for it, a run
+    that did queues it (the scheduler then starts it from that queue)."""
+    for job_id, select in ((8, "stg_payments"), (9, "stg_orders+")):
+        steps = [StepScript(f"Invoke dbt with `dbt build --select {select}`")]
+        emulator.add_job(JobScript(job_id=job_id, account_id=1, run_seconds=0.3, project=True, steps=steps))
+    monkeypatch.setenv("DBT_CLOUD_POLL_INTERVAL", "0.2")
+    monkeypatch.setenv("DBT_CLOUD_ASSET_NAMESPACE", f"duckdb://{tmp_path}/warehouse.duckdb")
+    fct_orders = f"duckdb:{tmp_path}/warehouse.duckdb/warehouse/analytics/fct_orders"
+    bag = load_dagbag()
+    if AIRFLOW_2:
+        bag.sync_to_db()
+    else:
+        from airflow.dag_processing.bundles.manager import DagBundlesManager
+        from airflow.dag_processing.dagbag import sync_bag_to_db
+
+        DagBundlesManager().sync_bundles_to_db()  # the "example-dags" bundle, as the DAG processor registers it
+        sync_bag_to_db(bag, "example-dags", None)
+    producer = bag.dags["example_dbt_cloud_assets"]
+
+    assert str(producer.test(run_conf={"job_id": 8}).state).endswith("success")
+    assert _queued_for(fct_orders) == set()  # stg_payments only: fct_orders was not rebuilt
+    assert str(producer.test(run_conf={"job_id": 9}).state).endswith("success")
+    assert _queued_for(fct_orders) == {"example_dbt_cloud_assets_consumer"}
+
+
+def _queued_for(uri: str) -> set[str]:
+    """DAGs that the scheduler is to start because the Asset (Dataset) ``uri`` was updated."""
+    from airflow.utils.session import create_session
+
+    with create_session() as session:
+        if AIRFLOW_2:
+            from airflow.models.dataset import DatasetDagRunQueue, DatasetModel
+
+            rows = session.query(DatasetDagRunQueue.target_dag_id).join(
+                DatasetModel, DatasetModel.id == DatasetDagRunQueue.dataset_id
+            )
+            return {row[0] for row in rows.filter(DatasetModel.uri == uri)}
+        from airflow.models.asset import AssetDagRunQueue, AssetModel
+
+        rows = session.query(AssetDagRunQueue.target_dag_id).join(
+            AssetModel, AssetModel.id == AssetDagRunQueue.asset_id
+        )
+        return {row[0] for row in rows.filter(AssetModel.uri == uri)}
 
 
 def _recorded_event_uris(dag_id: str) -> set[str]:
