@@ -212,13 +212,9 @@ class RunWaitMixin(_Base):
         from .dbt_assets import read_run_assets  # ijson: only tasks that emit assets load it
 
         with self.hook.get_conn() as client:
-            return read_run_assets(
-                client,
-                run_id,
-                run_url=self.run_url,
-                namespace=self.asset_namespace or None,
-                extras=self.hook.connection_extras,
-            )
+            # the task's asset_namespace, else the connection's asset_namespace extra (checked by the hook)
+            namespace = self.asset_namespace or self.hook.asset_namespace
+            return read_run_assets(client, run_id, run_url=self.run_url, namespace=namespace)
 
     def emit_run_assets(self, run_id: int) -> None:
         """One asset event per model, seed and snapshot the succeeded run built, through ``asset_alias``.

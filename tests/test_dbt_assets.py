@@ -443,3 +443,16 @@ def test_alias_is_an_outlet_and_needs_waiting() -> None:
         RunDbtCloudJobOperator(task_id="e", job_id=1, asset_alias="")
     with pytest.raises(ValueError, match=r"ns: asset_namespace 'mssql://h:1433'.*Supported warehouses"):
         DbtCloudJobRunSensor(task_id="ns", run_id=1, asset_alias=ALIAS, asset_namespace="mssql://h:1433")
+
+
+def test_hook_reads_the_connections_asset_namespace(monkeypatch: pytest.MonkeyPatch) -> None:
+    from airflow_dbt_cloud_dlt.assets import UnsupportedWarehouseError
+    from airflow_dbt_cloud_dlt.hooks import DbtCloudHook
+
+    monkeypatch.setenv("AIRFLOW_CONN_NS_SET", connection_json("http://h", asset_namespace="postgresql://DB.internal"))
+    monkeypatch.setenv("AIRFLOW_CONN_NS_UNSET", connection_json("http://h"))
+    monkeypatch.setenv("AIRFLOW_CONN_NS_BAD", connection_json("http://h", asset_namespace="mssql://h:1433"))
+    assert DbtCloudHook("ns_set").asset_namespace == "postgres://db.internal:5432"
+    assert DbtCloudHook("ns_unset").asset_namespace is None
+    with pytest.raises(UnsupportedWarehouseError, match="Supported warehouses"):
+        DbtCloudHook("ns_bad").asset_namespace  # noqa: B018
