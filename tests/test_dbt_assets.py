@@ -260,6 +260,9 @@ def test_importing_the_task_modules_does_not_load_the_artifact_reader() -> None:
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True)
     assert done.stdout.strip().splitlines()[-1] == "[]", done.stdout
+    code = "import sys, airflow_dbt_cloud_dlt.dbt_assets; print('airflow' in sys.modules)"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True)
+    assert done.stdout.strip() == "False"  # the reader itself is Airflow-free
 
 
 # --- in Airflow: the operator and the sensor emit the events, Airflow records them ------------------------------
