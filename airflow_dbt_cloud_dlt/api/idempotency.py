@@ -127,3 +127,15 @@ def trigger_once(
                 raise
             log.warning("The trigger request failed (%s) and started no run; sending it again.", error)
     raise AssertionError("unreachable")  # pragma: no cover
+
+
+# TEMPORARY (to be replaced by the HMAC-bound marker): the reconciler's view of markers.
+def marker_for_task(dag_id: str, task_id: str, run_id: str, map_index: int | None, max_tries: int | None) -> str:
+    return task_marker(dag_id, task_id, run_id, -1 if map_index is None else map_index, max_tries)
+
+
+def deployment_marker_of(cause: str) -> str | None:
+    import re
+
+    found = re.search(r"\[af:[0-9a-f]{16}\]", cause)
+    return found.group(0) if found else None
