@@ -1,10 +1,11 @@
 """``RunDbtCloudJobOperator``: trigger a dbt Cloud job run, then optionally wait for it, blocking or deferred.
 
 Exactly once (:func:`.api.idempotency.trigger_once`): every run carries a marker of its task instance in
-``cause``. A retry, or a try after an ambiguous trigger failure, first looks for the run with its own marker
-and attaches to it (in progress), accepts it (succeeded), or starts a new run (failed or cancelled; a rerun
-from the point of failure with ``retry_from_failure=True``). It never attaches to a run that something else
-started.
+``cause``, an HMAC under this deployment's key (:mod:`.markers`). A retry, or a try after an ambiguous trigger
+failure, first looks for the run with its own marker and attaches to it (in progress), accepts it (succeeded),
+or starts a new run (failed or cancelled; a rerun from the point of failure with ``retry_from_failure=True``).
+It never attaches to a run that something else started, nor to a marked run whose job or overrides differ
+from what this try would send.
 """
 
 from __future__ import annotations
@@ -247,11 +248,12 @@ class RunDbtCloudJobOperator(RunWaitMixin, BaseOperator):
 
     def _attach_or_trigger(self, client: DbtCloudClient, context: Context, job_id: int) -> dict[str, Any]:
         """The run of this try: see :func:`.api.idempotency.trigger_once`."""
-        from .api.idempotency import cause_with_marker, task_marker, trigger_once  # tenacity: not at DAG parse
+        from .api.idempotency import cause_with_marker, trigger_once  # tenacity: not at DAG parse
+        from .markers import marker_of
 
         ti = context["ti"]
         series, try_number = first_try(ti, self.retries), int(getattr(ti, "try_number", 1) or 1)
-        marker = task_marker(ti.dag_id, ti.task_id, ti.run_id, getattr(ti, "map_index", -1), series)
+        marker = marker_of(ti, series)
         body = trigger_body(self, ti)
         body["cause"] = cause_with_marker(body["cause"], marker)
         run, how = trigger_once(
