@@ -294,7 +294,9 @@ def test_list_job_runs_shapes_filters_and_latest(emulator: Any) -> None:
     [
         (DbtCloudRunJobOperator, {"job_id": 1, "check_interval": "ten"}, "check_interval"),
         (DbtCloudRunJobOperator, {"job_id": 1, "timeout": -1}, "timeout"),
-        (DbtCloudRunJobOperator, {"job_id": 1, "steps_override": "dbt build"}, "steps_override"),
+        (DbtCloudRunJobOperator, {"job_id": 1, "steps_override": {"dbt build": 1}}, "steps_override"),
+        (DbtCloudRunJobOperator, {"job_id": 1, "steps_override": ["dbt build", 3]}, "steps_override"),
+        (DbtCloudRunJobOperator, {"job_id": 1, "additional_run_config": "threads_override=8"}, "additional_run_config"),
         (DbtCloudRunJobOperator, {"job_id": 1, "additional_run_config": ["threads_override"]}, "additional_run_config"),
         (DbtCloudRunJobOperator, {"job_id": 1, "wait_for_termination": "yes"}, "wait_for_termination"),
         (DbtCloudRunJobOperator, {"job_id": 1.5}, "job_id"),
