@@ -491,3 +491,29 @@ def test_failed_nodes_survive_deep_json() -> None:
 
     assert failed_nodes(DEEP) == []
     assert failed_nodes(b'{"results": 5}') == []
+
+
+# --- 8. only dbt Cloud links reach the UI ----------------------------------------------------------------
+
+
+def test_run_url_keeps_href_only_on_the_configured_host() -> None:
+    from airflow_dbt_cloud_dlt.api.reporting import run_url
+
+    base = "https://ab123.us1.dbt.com"
+    ids = {"id": 3, "account_id": 1, "project_id": 2}
+    built = f"{base}/deploy/1/projects/2/runs/3/"
+    same_host = f"{base}/#/accounts/1/projects/2/runs/3/"
+    assert run_url({**ids, "href": same_host}, base) == same_host
+    for href in (
+        "https://ab123.us1.dbt.com.phish.example/x",
+        "https://ab123.us1.dbt.com:444/x",
+        "http://ab123.us1.dbt.com/x",
+        "https://user:pw@ab123.us1.dbt.com/x",
+        "https://ab123.us1.dbt.com/x y",
+        "javascript:alert(1)",
+        12,
+        None,
+    ):
+        assert run_url({**ids, "href": href}, base) == built, href
+    hostile_ids = {"id": "3/../../x?y#z", "account_id": 1, "project_id": None}
+    assert run_url(hostile_ids, base) == f"{base}/deploy/1/projects/None/runs/3%2F..%2F..%2Fx%3Fy%23z/"

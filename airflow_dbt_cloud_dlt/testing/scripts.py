@@ -63,6 +63,8 @@ class JobScript:
     dbt_version: str = "latest"
     #: Further artifacts of finished runs, by path: generated JSON files of exactly this many bytes, streamed.
     artifact_sizes: dict[str, int] = field(default_factory=dict)
+    #: What its runs report as ``href`` (to test a hostile answer); default: the run's page on the emulator.
+    href: str | None = None
 
     def __post_init__(self) -> None:
         self.steps = [StepScript(**s) if isinstance(s, dict) else s for s in self.steps]
