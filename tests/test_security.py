@@ -517,3 +517,48 @@ def test_run_url_keeps_href_only_on_the_configured_host() -> None:
         assert run_url({**ids, "href": href}, base) == built, href
     hostile_ids = {"id": "3/../../x?y#z", "account_id": 1, "project_id": None}
     assert run_url(hostile_ids, base) == f"{base}/deploy/1/projects/None/runs/3%2F..%2F..%2Fx%3Fy%23z/"
+
+
+# --- 2. the triggerer's poller logs a malformed answer once per run, then a count -----------------------
+
+
+@pytest.mark.parametrize("body", [{"data": "run"}, {"data": [1, 2]}, DEEP], ids=["data-string", "items", "deep"])
+def test_poller_logs_a_malformed_answer_once_then_a_count(
+    hostile: Any, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture, body: Any
+) -> None:
+    import dataclasses
+    import logging
+
+    from airflow_dbt_cloud_dlt.api import poller
+
+    monkeypatch.setattr(poller, "POLL_RETRY", dataclasses.replace(poller.POLL_RETRY, initial_wait=0.01, max_wait=0.01))
+    server = hostile(_json(body))
+    credentials = credentials_from_mapping(server.credentials)
+
+    async def wait_for_both() -> None:
+        waits = (poller.wait_for_run_async(credentials, run_id, poll_interval=0.1, timeout=3.0) for run_id in (7, 8))
+        results = await asyncio.gather(*waits, return_exceptions=True)
+        assert all(isinstance(result, TimeoutError) for result in results), results
+
+    caplog.set_level(logging.INFO, logger="airflow_dbt_cloud_dlt")
+    asyncio.run(wait_for_both())
+    ticks = sum(1 for path in server.paths if "pk__in" in path)
+    logged = [record for record in caplog.records if record.name == "airflow_dbt_cloud_dlt"]
+    assert ticks >= 10, ticks
+    assert not any(record.exc_info for record in logged)  # no traceback
+    assert len(logged) <= 3, [record.getMessage() for record in logged]  # not one (or three) per tick
+    assert "runs 7, 8 (dbt Cloud answered the runs with HTTP 200" in logged[0].getMessage()
+
+
+def test_poller_logs_an_unexpected_tick_failure_with_its_traceback_once(caplog: pytest.LogCaptureFixture) -> None:
+    from airflow_dbt_cloud_dlt.api.poller import _Trouble
+
+    trouble = _Trouble()
+    for _ in range(25):
+        try:
+            raise KeyError("id")
+        except KeyError:
+            trouble.crashed()
+    records = [record for record in caplog.records if record.name == "airflow_dbt_cloud_dlt"]
+    assert [bool(record.exc_info) for record in records] == [True, False]  # the traceback once, then a count
+    assert "failed 10 times so far" in records[1].getMessage()
