@@ -562,3 +562,61 @@ def test_poller_logs_an_unexpected_tick_failure_with_its_traceback_once(caplog: 
     records = [record for record in caplog.records if record.name == "airflow_dbt_cloud_dlt"]
     assert [bool(record.exc_info) for record in records] == [True, False]  # the traceback once, then a count
     assert "failed 10 times so far" in records[1].getMessage()
+
+
+class HeaderDrip:
+    """A raw loopback server that reads a request, then sends its status line and headers one byte at a time
+    (every ``gap`` seconds): each socket read gets a byte well within any per-read timeout."""
+
+    def __init__(self, gap: float = 0.3) -> None:
+        import socket
+
+        self.gap, self.stop = gap, threading.Event()
+        self.sock = socket.create_server(("127.0.0.1", 0))
+        self.sock.settimeout(0.2)
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    @property
+    def credentials(self) -> dict[str, Any]:
+        port = self.sock.getsockname()[1]
+        return {"api_token": TOKEN, "account_id": ACCOUNT_ID, "base_url": f"http://127.0.0.1:{port}", "timeout": 2}
+
+    def _serve(self) -> None:
+        while not self.stop.is_set():
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                continue
+            threading.Thread(target=self._drip, args=(conn,), daemon=True).start()
+
+    def _drip(self, conn: Any) -> None:
+        head = b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nX-Slow: " + b"x" * 200 + b"\r\n"
+        with conn:
+            try:
+                conn.recv(65536)
+                for byte in head:
+                    if self.stop.is_set():
+                        return
+                    conn.sendall(bytes([byte]))
+                    time.sleep(self.gap)
+            except OSError:
+                return
+
+    def close(self) -> None:
+        self.stop.set()
+        self.sock.close()
+
+
+def test_sync_deadline_bounds_slowly_dripped_headers() -> None:
+    """The whole-request deadline covers the status line and headers too, not only the body."""
+    server = HeaderDrip()
+    started = time.monotonic()
+    try:
+        with (
+            DbtCloudClient(server.credentials, retry=ONE_TRY) as client,
+            pytest.raises(DbtCloudConnectionError, match="the whole answer took longer than 2 s"),
+        ):
+            client.get_run(7)
+    finally:
+        server.close()
+    assert time.monotonic() - started < 4
