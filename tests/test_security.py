@@ -620,3 +620,20 @@ def test_sync_deadline_bounds_slowly_dripped_headers() -> None:
     finally:
         server.close()
     assert time.monotonic() - started < 4
+
+
+def test_readme_security_section_says_what_is_protected_and_how() -> None:
+    readme = (Path(__file__).parent.parent / "README.md").read_text()
+    section = readme.split("### Security\n", 1)[1].split("\n## ", 1)[0]
+    for words in (
+        "**The token**",
+        "secret masker",
+        "**The run marker**",
+        "marker_secret",
+        "It protects against",
+        "It does not protect against",
+        "**The emulator**",
+        "DBT_CLOUD_EMULATOR_TOKEN",
+        "**Links.**",
+    ):
+        assert words in section, words
