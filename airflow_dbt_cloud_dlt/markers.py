@@ -24,7 +24,7 @@ from typing import Any
 from airflow.configuration import conf
 
 from ._compat import AIRFLOW_3
-from .api.idempotency import carries_marker, deployment_tag, task_marker
+from .api.idempotency import MARKER_PATTERN, carries_marker, deployment_tag, task_marker
 
 ENV_SECRET = "DBT_CLOUD__MARKER_SECRET"
 #: The key when nothing is configured: public, so it binds nothing (see the module's doc).
@@ -92,3 +92,11 @@ def is_marked_by(cause: str, ti: Any, first_try: int) -> bool:
 def this_deployment_tag() -> str:
     """The deployment part of this deployment's markers (``[af:<tag>.…]``): runs of other deployments differ."""
     return deployment_tag(_key())
+
+
+def is_this_deployments(cause: str) -> bool:
+    """True when a run's ``cause`` carries a marker of this deployment (of any of its task instances): the
+    cheap first filter of a search for runs this Airflow started, before :func:`is_marked_by` names the task
+    instance. The tag is 32 bits: it filters, it does not prove."""
+    tag = this_deployment_tag()
+    return any(found.group(1) == tag for found in MARKER_PATTERN.finditer(cause))

@@ -239,7 +239,12 @@ def test_marker_key_sources_in_order(monkeypatch: pytest.MonkeyPatch) -> None:
 
 def test_marker_names_the_deployment_and_the_exact_task_instance(monkeypatch: pytest.MonkeyPatch) -> None:
     from airflow_dbt_cloud_dlt.api.idempotency import MARKER_PATTERN
-    from airflow_dbt_cloud_dlt.markers import is_marked_by, task_instance_marker, this_deployment_tag
+    from airflow_dbt_cloud_dlt.markers import (
+        is_marked_by,
+        is_this_deployments,
+        task_instance_marker,
+        this_deployment_tag,
+    )
 
     monkeypatch.setenv("DBT_CLOUD__MARKER_SECRET", "prod-secret")
     identity = ("dag", "task", "manual__2026-01-01", 3, 1)
@@ -253,5 +258,7 @@ def test_marker_names_the_deployment_and_the_exact_task_instance(monkeypatch: py
     ti = _ti(1, 1)
     assert is_marked_by(f"Triggered by Airflow {task_instance_marker('d', 'dbt', 'r', -1, 1)}", ti, 1)
     assert not is_marked_by(f"Triggered by Airflow {task_instance_marker('d', 'dbt', 'r', -1, 1)}", ti, 2)
+    assert is_this_deployments(f"Triggered by Airflow {marker}") and not is_this_deployments("Triggered by schedule")
     monkeypatch.setenv("DBT_CLOUD__MARKER_SECRET", "staging-secret")
     assert task_instance_marker(*identity) != marker and not marker.startswith(f"[af:{this_deployment_tag()}.")
+    assert not is_this_deployments(f"Triggered by Airflow {marker}")
