@@ -1,8 +1,9 @@
 """The run marker of a task instance in this Airflow deployment: what exactly-once triggering writes into a
 run's ``cause`` and looks for on a retry (and what a clean-up of orphaned runs can recognise).
 
-The marker is an HMAC of the task instance's identity (dag, task, run id, map index, first try of the
-series) under a key that belongs to this deployment. The key is the first of these that is set:
+The marker is an HMAC of the task instance's identity (dag, task, run id, map index, and ``max_tries``, which
+names the series of tries: retries keep it, a clear starts a new series with a new one) under a key that
+belongs to this deployment. The key is the first of these that is set:
 
 1. the environment variable ``DBT_CLOUD__MARKER_SECRET``;
 2. the Airflow option ``[dbt_cloud] marker_secret`` (env ``AIRFLOW__DBT_CLOUD__MARKER_SECRET``);
@@ -72,21 +73,40 @@ def _key() -> bytes:
     return key
 
 
-def task_instance_marker(dag_id: str, task_id: str, run_id: str, map_index: int, first_try: int) -> str:
+def task_instance_marker(dag_id: str, task_id: str, run_id: str, map_index: int | None, max_tries: int | None) -> str:
     """The marker, such as ``[af:1a2b3c4d.0123456789abcdef01234567]``, of one task instance's series of tries
-    in this deployment."""
-    return task_marker(_key(), dag_id, task_id, run_id, map_index, first_try)
+    in this deployment. The arguments are the task instance table's columns, so the triggerer can compute the
+    marker of any task instance it reads (``orphans``)."""
+    return task_marker(_key(), dag_id, task_id, run_id, -1 if map_index is None else map_index, max_tries)
 
 
-def marker_of(ti: Any, first_try: int) -> str:
-    """:func:`task_instance_marker` of a task instance object (its ``dag_id``, ``task_id``, ``run_id`` and
-    ``map_index``)."""
-    return task_instance_marker(ti.dag_id, ti.task_id, ti.run_id, getattr(ti, "map_index", -1), first_try)
+#: The reconciler's name for :func:`task_instance_marker` (``orphans``).
+marker_for_task = task_instance_marker
 
 
-def is_marked_by(cause: str, ti: Any, first_try: int) -> bool:
+def marker_of(ti: Any) -> str:
+    """:func:`task_instance_marker` of a task instance object (``dag_id``, ``task_id``, ``run_id``, ``map_index``,
+    ``max_tries``)."""
+    return task_instance_marker(
+        ti.dag_id, ti.task_id, ti.run_id, getattr(ti, "map_index", -1), getattr(ti, "max_tries", None)
+    )
+
+
+def is_marked_by(cause: str, ti: Any) -> bool:
     """True when a run's ``cause`` carries the marker of this task instance's series in this deployment."""
-    return carries_marker(cause, marker_of(ti, first_try))
+    return carries_marker(cause, marker_of(ti))
+
+
+def deployment_marker_of(cause: str) -> str | None:
+    """The marker in ``cause`` when it is one of this deployment's (its tag), else None."""
+    tag = this_deployment_tag()
+    return next((found.group(0) for found in MARKER_PATTERN.finditer(cause) if found.group(1) == tag), None)
+
+
+def key_is_bound() -> bool:
+    """False when no secret is configured: the public key's markers do not tell this deployment from another
+    unconfigured one, so nothing should be cancelled on the strength of the tag alone."""
+    return marker_key()[1] != "none"
 
 
 def this_deployment_tag() -> str:
@@ -98,5 +118,4 @@ def is_this_deployments(cause: str) -> bool:
     """True when a run's ``cause`` carries a marker of this deployment (of any of its task instances): the
     cheap first filter of a search for runs this Airflow started, before :func:`is_marked_by` names the task
     instance. The tag is 32 bits: it filters, it does not prove."""
-    tag = this_deployment_tag()
-    return any(found.group(1) == tag for found in MARKER_PATTERN.finditer(cause))
+    return deployment_marker_of(cause) is not None

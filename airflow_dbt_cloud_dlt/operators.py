@@ -256,7 +256,7 @@ class RunDbtCloudJobOperator(RunWaitMixin, BaseOperator):
 
         ti = context["ti"]
         series, try_number = first_try(ti, self.retries), int(getattr(ti, "try_number", 1) or 1)
-        marker = marker_of(ti, series)
+        marker = marker_of(ti)
         body = trigger_body(self, ti)
         body["cause"] = cause_with_marker(body["cause"], marker)
         run, how = trigger_once(

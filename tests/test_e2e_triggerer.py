@@ -24,7 +24,7 @@ from typing import Any
 
 import pytest
 import requests
-from conftest import AIRFLOW_2, TESTS, TOKEN, connection_json
+from conftest import AIRFLOW_2, TESTS, TOKEN, connection_json, start_run
 
 from airflow_dbt_cloud_dlt.testing import DbtCloudEmulator, JobScript
 
@@ -81,6 +81,9 @@ class Stack:
             "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_ALL_ADMINS": "True",
             "AIRFLOW__TRIGGERER__JOB_HEARTBEAT_SEC": "1",
             "AIRFLOW__SCHEDULER__TRIGGERER_HEALTH_CHECK_THRESHOLD": "4",
+            "AIRFLOW__DBT_CLOUD__ORPHAN_CHECK_INTERVAL": "2",
+            # every process of the deployment keys its run markers alike (README, Security)
+            "AIRFLOW__DBT_CLOUD__MARKER_SECRET": "e2e-marker-secret",
             "AIRFLOW_CONN_DBT_CLOUD_DEFAULT": connection_json(emulator.base_url),
             "PYTHONPATH": str(TESTS / "dags"),
         }
@@ -235,3 +238,29 @@ def test_worker_dying_right_after_the_trigger_post_attaches_on_retry(stack: Stac
     assert stack.ti_tries("e2e_crash") == {"dbt": 2}
     (run,) = runs_of(stack.emulator, 131)  # exactly one dbt Cloud run across both tries
     assert run["status"] == 10
+
+
+def test_a_task_marked_failed_while_the_triggerer_is_down_still_gets_its_run_cancelled(stack: Stack) -> None:
+    """No trigger is left to call on_kill: the triggerer's reconciler finds the orphan when it is back. A run
+    of the same job started by hand at the same time is left alone."""
+    dag_id, job_id = "e2e_orphan_triggerer_down", 141
+    by_hand = start_run(stack.emulator, job_id, cause="started by hand", run_seconds=300, serial=False)
+    process = stack.dags_test(dag_id, job_id=job_id, deferrable=True, poll_interval=2, retries=0)
+    wait_until(lambda: stack.ti_states(dag_id).get("dbt") == "deferred", 120, "the task to defer")
+    (ours,) = [run for run in runs_of(stack.emulator, job_id) if run["id"] != by_hand]
+    stack.stop("triggerer")
+    with sqlite3.connect(stack.home / "airflow.db") as db:
+        (run_id,) = db.execute("select run_id from dag_run where dag_id = ?", (dag_id,)).fetchone()
+    stack.api("PATCH", f"/dags/{dag_id}/dagRuns/{run_id}/taskInstances/dbt", json={"new_state": "failed"})
+    marked_at = time.monotonic()
+    with sqlite3.connect(stack.home / "airflow.db") as db:  # the trigger is gone, as Airflow's cleanup of
+        db.execute("delete from trigger")  # unused triggers (on another triggerer, say) leaves it: no on_kill
+    time.sleep(3)
+    assert stack.emulator.get_run(ours["id"])["status"] != 30  # nothing cancels it while no triggerer runs
+    stack.start("triggerer", "triggerer")
+    wait_until(lambda: stack.emulator.get_run(ours["id"])["status"] == 30, 60, "the orphaned run to be cancelled")
+    took = time.monotonic() - marked_at
+    stop_group(process)
+    assert took <= 60, took
+    assert stack.emulator.get_run(by_hand)["status"] == 3  # still running: not this deployment's run
+    assert f"Cancelling dbt Cloud run {ours['id']}" in stack.all_output()

@@ -193,7 +193,7 @@ def test_a_copied_marker_alone_makes_the_retry_trigger_its_own_run(
     monkeypatch.setenv("DBT_CLOUD__MARKER_SECRET", "prod-secret")
     emulator.add_job(JobScript(job_id=11, account_id=1, run_seconds=0.0))
     # a run with this task instance's marker (leaked, say) and another schema
-    _post_run(emulator, 11, {"cause": f"copied {marker_of(_ti(1, 1), 1)}", "schema_override": "dbt_attacker"})
+    _post_run(emulator, 11, {"cause": f"copied {marker_of(_ti(1, 1))}", "schema_override": "dbt_attacker"})
     operator = RunDbtCloudJobOperator(task_id="dbt", job_id=11, retries=1, wait_for_termination=False)
     forged, ours = (run["id"] for run in runs_of(emulator, 11)), _execute(operator, try_number=2)
     assert ours != next(forged) and len(runs_of(emulator, 11)) == 2
@@ -255,9 +255,9 @@ def test_marker_names_the_deployment_and_the_exact_task_instance(monkeypatch: py
         other = list(identity)
         other[changed] = f"{other[changed]}x" if isinstance(other[changed], str) else other[changed] + 1
         assert task_instance_marker(*other) != marker, changed  # type: ignore[arg-type]
-    ti = _ti(1, 1)
-    assert is_marked_by(f"Triggered by Airflow {task_instance_marker('d', 'dbt', 'r', -1, 1)}", ti, 1)
-    assert not is_marked_by(f"Triggered by Airflow {task_instance_marker('d', 'dbt', 'r', -1, 1)}", ti, 2)
+    cause = f"Triggered by Airflow {task_instance_marker('d', 'dbt', 'r', -1, 1)}"
+    assert is_marked_by(cause, _ti(try_number=2, max_tries=1))  # a retry of the series
+    assert not is_marked_by(cause, _ti(try_number=2, max_tries=2))  # cleared: a new series
     assert is_this_deployments(f"Triggered by Airflow {marker}") and not is_this_deployments("Triggered by schedule")
     monkeypatch.setenv("DBT_CLOUD__MARKER_SECRET", "staging-secret")
     assert task_instance_marker(*identity) != marker and not marker.startswith(f"[af:{this_deployment_tag()}.")

@@ -3,7 +3,7 @@
 
 An orchestrator that retries a task (or restarts after a crash) looks for a run carrying its own marker
 before it triggers again, so it attaches to that run instead of starting a duplicate. A marker belongs to
-one deployment (the HMAC key) and one task instance (dag, task, logical run, map index, first try), so it
+one deployment (the HMAC key) and one task instance (dag, task, logical run, map index, series of tries), so it
 never matches a run that some other task, a schedule, a person or another Airflow started. A run that
 carries the marker is adopted only when its job and its overrides are the ones this caller would send:
 whoever can read a run's cause can copy the marker, but not make a copy that does different work.
