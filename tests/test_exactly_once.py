@@ -218,14 +218,14 @@ def test_reuse_existing_run_skips_an_active_run_with_other_overrides(
 
 def test_marker_key_sources_in_order(monkeypatch: pytest.MonkeyPatch) -> None:
     from airflow_dbt_cloud_dlt._compat import AIRFLOW_3
-    from airflow_dbt_cloud_dlt.markers import marker_key
+    from airflow_dbt_cloud_dlt.markers import key_is_bound, marker_key
 
     for name in ("DBT_CLOUD__MARKER_SECRET", "AIRFLOW__DBT_CLOUD__MARKER_SECRET"):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("AIRFLOW__CORE__FERNET_KEY", "")  # unit-test mode makes one up
     secret_key = "AIRFLOW__API__SECRET_KEY" if AIRFLOW_3 else "AIRFLOW__WEBSERVER__SECRET_KEY"
     monkeypatch.delenv(secret_key, raising=False)
-    assert marker_key()[1] == "none"  # Airflow's made-up, per-process secret_key is not a deployment's key
+    assert marker_key()[1] == "none" and not key_is_bound()  # Airflow's made-up, per-process secret_key is not a key
     steps = [
         (secret_key, "[api] secret_key" if AIRFLOW_3 else "[webserver] secret_key"),
         ("AIRFLOW__CORE__FERNET_KEY", "[core] fernet_key"),
@@ -240,8 +240,10 @@ def test_marker_key_sources_in_order(monkeypatch: pytest.MonkeyPatch) -> None:
 def test_marker_names_the_deployment_and_the_exact_task_instance(monkeypatch: pytest.MonkeyPatch) -> None:
     from airflow_dbt_cloud_dlt.api.idempotency import MARKER_PATTERN
     from airflow_dbt_cloud_dlt.markers import (
+        deployment_marker_of,
         is_marked_by,
         is_this_deployments,
+        key_is_bound,
         task_instance_marker,
         this_deployment_tag,
     )
@@ -259,6 +261,8 @@ def test_marker_names_the_deployment_and_the_exact_task_instance(monkeypatch: py
     assert is_marked_by(cause, _ti(try_number=2, max_tries=1))  # a retry of the series
     assert not is_marked_by(cause, _ti(try_number=2, max_tries=2))  # cleared: a new series
     assert is_this_deployments(f"Triggered by Airflow {marker}") and not is_this_deployments("Triggered by schedule")
+    assert deployment_marker_of(f"Triggered by Airflow {marker}") == marker and key_is_bound()
     monkeypatch.setenv("DBT_CLOUD__MARKER_SECRET", "staging-secret")
     assert task_instance_marker(*identity) != marker and not marker.startswith(f"[af:{this_deployment_tag()}.")
     assert not is_this_deployments(f"Triggered by Airflow {marker}")
+    assert deployment_marker_of(f"Triggered by Airflow {marker}") is None

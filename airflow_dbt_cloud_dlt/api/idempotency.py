@@ -11,6 +11,7 @@ whoever can read a run's cause can copy the marker, but not make a copy that doe
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import hmac
 import re
@@ -33,6 +34,7 @@ SEARCH_DEPTH = 200
 OVERRIDE_FIELDS = tuple(name for name in TRIGGER_FIELD_TYPES if name != "cause")
 
 
+@functools.lru_cache(maxsize=8)
 def deployment_tag(key: bytes) -> str:
     """8 hex digits that name the deployment whose key is ``key``, without revealing the key."""
     return hmac.new(key, b"airflow-dbt-cloud-dlt/deployment", hashlib.sha256).hexdigest()[:8]
