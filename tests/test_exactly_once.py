@@ -266,3 +266,19 @@ def test_marker_names_the_deployment_and_the_exact_task_instance(monkeypatch: py
     assert task_instance_marker(*identity) != marker and not marker.startswith(f"[af:{this_deployment_tag()}.")
     assert not is_this_deployments(f"Triggered by Airflow {marker}")
     assert deployment_marker_of(f"Triggered by Airflow {marker}") is None
+
+
+def test_mismatch_compares_the_job_and_every_override() -> None:
+    from airflow_dbt_cloud_dlt.api.idempotency import mismatch
+
+    body = {"cause": "mine [af:...]", "steps_override": ["dbt build"], "threads_override": 4}
+    echoed = {"cause": "other", "steps_override": ["dbt build"], "threads_override": 4, "schema_override": None}
+    assert mismatch({"job_definition_id": 5, "trigger": {**echoed, "generate_docs_override": False}}, 5, body) is None
+    assert "job 6, not job 5" in str(mismatch({"job_definition_id": 6, "trigger": echoed}, 5, body))
+    assert "job None" in str(mismatch({"trigger": {}}, 5, body))
+    problem = mismatch(
+        {"job_definition_id": 5, "trigger": {**echoed, "schema_override": "x", "threads_override": 8}}, 5, body
+    )
+    assert problem == "its overrides differ (schema_override 'x' instead of None, threads_override 8 instead of 4)"
+    assert mismatch({"job_definition_id": 5, "trigger": {**echoed, "threads_override": "4"}}, 5, body)  # typed
+    assert mismatch({"job_definition_id": 5, "trigger": echoed}, 5, {**body, "git_sha": "abc"})  # a data key

@@ -64,8 +64,9 @@ def cause_with_marker(cause: str, marker: str) -> str:
 
 
 def _same(sent: Any, echoed: Any) -> bool:
-    """A trigger field as sent and as the run's ``trigger`` echoes it (unset, null and "" are the same)."""
-    sent, echoed = (None if value in (None, "", []) else value for value in (sent, echoed))
+    """A trigger field as sent and as the run's ``trigger`` echoes it. Unset, null, "", [] and false are the
+    same: dbt Cloud may echo a flag that was not sent as false, and a run without docs does no other work."""
+    sent, echoed = (None if value is False or value in (None, "", []) else value for value in (sent, echoed))
     if isinstance(sent, list | tuple) and isinstance(echoed, list | tuple):
         return list(sent) == list(echoed)
     return type(sent) is type(echoed) and sent == echoed
