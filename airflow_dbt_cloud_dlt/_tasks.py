@@ -18,6 +18,7 @@ from .triggers import DbtCloudRunTrigger
 
 if TYPE_CHECKING:  # the mixin's attributes (log, defer) come from the operator it joins
     from ._compat import BaseOperator as _Base
+    from .dbt_assets import RunAssets
     from .hooks import DbtCloudHook
 else:
     _Base = object
@@ -148,12 +149,47 @@ def check_hook_params(task_id: str, hook_params: Any) -> dict[str, Any]:
     return dict(hook_params)
 
 
+def with_asset_alias(kwargs: dict[str, Any], alias: str | None) -> dict[str, Any]:
+    """The task's keyword arguments with the ``AssetAlias`` (``DatasetAlias`` on 2.11) named ``alias`` added to
+    its ``outlets``, so that the task can emit events for Assets only its run knows. ``alias`` None: unchanged."""
+    if alias is None:
+        return kwargs
+    if not isinstance(alias, str) or not alias.strip():
+        raise TypeError(f"{kwargs.get('task_id')}: asset_alias must be a non-empty string; got {alias!r}.")
+    from .assets import asset_alias as make_alias  # Airflow's asset classes, once per task with an alias
+
+    given = kwargs.get("outlets")
+    outlets = list(given) if isinstance(given, list | tuple) else ([given] if given is not None else [])
+    return kwargs | {"outlets": [*outlets, make_alias(alias)]}
+
+
+def check_asset_namespace(task_id: str, namespace: Any) -> None:
+    """Refuse a namespace the naming rule cannot use when the DAG is parsed, not after the run (templates are
+    left for run time)."""
+    if isinstance(namespace, str) and namespace and "{{" not in namespace:
+        from .assets import UnsupportedWarehouseError, resolve_namespace
+
+        try:
+            resolve_namespace(namespace)
+        except UnsupportedWarehouseError as error:
+            raise UnsupportedWarehouseError(f"{task_id}: asset_namespace {namespace!r}: {error}") from None
+
+
 def new_hook(conn_id: str, hook_params: Mapping[str, Any], account_id: int | str | None = None) -> DbtCloudHook:
     """A hook for a task's calls. Imported here, at run time: the hook loads the API core, which DAG parsing
     (which imports the operators) does not need."""
     from .hooks import DbtCloudHook
 
     return DbtCloudHook(conn_id, account_id=account_id, **hook_params)
+
+
+def current_context() -> Any:
+    """The running task's context (Airflow 3's task SDK, or 2.11's)."""
+    try:
+        from airflow.sdk import get_current_context
+    except ImportError:  # Airflow 2.11
+        from airflow.operators.python import get_current_context  # type: ignore[no-redef,attr-defined,unused-ignore]
+    return get_current_context()
 
 
 class RunWaitMixin(_Base):
@@ -170,6 +206,12 @@ class RunWaitMixin(_Base):
     failure_exception: type[Exception] = AirflowException
     #: Keyword arguments of the hook (the official ``hook_params``): timeouts and retries of this task's calls.
     hook_params: dict[str, Any] = {}
+    #: The alias through which a finished run's built nodes are emitted as asset events (None: no events).
+    asset_alias: str | None = None
+    #: The warehouse namespace of those Assets; None: the connection's ``asset_namespace`` extra.
+    asset_namespace: str | None = None
+    #: Whether a failed run leaves the events of the nodes that succeeded in XCom ``dbt_asset_events``.
+    assets_on_failure: bool = True
 
     @cached_property
     def hook(self) -> DbtCloudHook:
@@ -207,6 +249,7 @@ class RunWaitMixin(_Base):
         self.run_url = event.run_url or self.run_url
         if event.succeeded:
             self.log.info("%s", event.message)
+            self.emit_run_assets(event.run_id)
             return event.run_id
         if not event.observed:
             raise AirflowException(event.message)
@@ -223,7 +266,66 @@ class RunWaitMixin(_Base):
         with self.hook.get_conn() as client:
             report = failure_report(client, run_id)
         self.log.error("%s", report)
+        if self.asset_alias and self.assets_on_failure:
+            self.record_failed_run_assets(run_id)
         raise self.failure_exception(report)
+
+    # --- asset events of the built nodes ----------------------------------------------------------------
+
+    def _read_run_assets(self, run_id: int) -> RunAssets:
+        from .dbt_assets import read_run_assets  # ijson: only tasks that emit assets load it
+
+        with self.hook.get_conn() as client:
+            # the task's asset_namespace, else the connection's asset_namespace extra (checked by the hook)
+            namespace = self.asset_namespace or self.hook.asset_namespace
+            return read_run_assets(client, run_id, run_url=self.run_url, namespace=namespace)
+
+    def emit_run_assets(self, run_id: int) -> None:
+        """One asset event per model, seed and snapshot the succeeded run built, through ``asset_alias``.
+        Artifacts that cannot be read fail the task with the reason (see :mod:`.dbt_assets`)."""
+        if not self.asset_alias:
+            return
+        from .assets import UnsupportedWarehouseError
+        from .dbt_assets import DbtArtifactError, emit_recorded_events
+
+        try:
+            found = self._read_run_assets(run_id)
+        except (DbtArtifactError, UnsupportedWarehouseError) as error:
+            raise AirflowException(f"dbt Cloud run {run_id} succeeded, but its asset events failed: {error}") from None
+        if found.reason:
+            self.log.info("No asset events: %s.", found.reason)
+            return
+        emit_recorded_events(found.events(), self.asset_alias)
+        for node in found.nodes:
+            self.log.info("Asset event %s for %s (%s rows)", node.uri, node.unique_id, node.rows_affected)
+        if not found.nodes:
+            self.log.info("No asset events: dbt Cloud run %s built no model, seed or snapshot.", run_id)
+
+    def record_failed_run_assets(self, run_id: int) -> None:
+        """Leave the events of the nodes that succeeded before the run failed in XCom ``dbt_asset_events``.
+
+        Airflow records outlet events only of tasks that succeed, and a failed run fails its task, so the
+        events cannot be emitted here; ``dbt_assets.emit_recorded_events`` in a follow-up task announces them.
+        Reading the artifacts is best effort: the run's failure stays the task's error.
+        """
+        from .dbt_assets import FAILED_RUN_XCOM_KEY
+
+        try:
+            found = self._read_run_assets(run_id)
+        except Exception as error:
+            self.log.warning("Could not read the failed run's artifacts for asset events: %s", error)
+            return
+        if found.reason:
+            self.log.info("No asset events: %s.", found.reason)
+            return
+        current_context()["ti"].xcom_push(key=FAILED_RUN_XCOM_KEY, value=found.events())
+        self.log.info(
+            "%d node(s) succeeded before dbt Cloud run %s failed: %s. Their asset events are in XCom %r.",
+            len(found.nodes),
+            run_id,
+            ", ".join(node.unique_id for node in found.nodes) or "none",
+            FAILED_RUN_XCOM_KEY,
+        )
 
 
 class Alias:

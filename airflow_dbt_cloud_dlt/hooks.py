@@ -305,8 +305,25 @@ class DbtCloudHook(BaseHook):
     # --- credentials and clients --------------------------------------------------------------------
 
     @cached_property
+    def _connection(self) -> Any:
+        return self.get_connection(self.dbt_cloud_conn_id)
+
+    @property
+    def connection_extras(self) -> dict[str, Any]:
+        """The connection's extras (``asset_namespace`` names the warehouse of the Assets its runs build)."""
+        extra = self._connection.extra_dejson
+        return dict(extra) if isinstance(extra, Mapping) else {}
+
+    @property
+    def asset_namespace(self) -> str | None:
+        """The connection's ``asset_namespace`` extra, checked (see :mod:`.assets`); None when it has none."""
+        from .assets import namespace_from_extras
+
+        return namespace_from_extras(self.connection_extras)
+
+    @cached_property
     def credentials(self) -> DbtCloudCredentials:
-        conn = self.get_connection(self.dbt_cloud_conn_id)
+        conn = self._connection
         credentials = connection_to_credentials(conn, conn.extra_dejson, self.account_id)
         for secret in secrets_of(credentials):
             mask_secret(secret)

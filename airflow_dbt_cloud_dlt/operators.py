@@ -25,10 +25,12 @@ from ._tasks import (
     as_steps,
     at_parse,
     check_args,
+    check_asset_namespace,
     check_hook_params,
     default_deferrable,
     new_hook,
     seconds,
+    with_asset_alias,
 )
 from .api.credentials import validate_id
 from .api.errors import DbtCloudError
@@ -77,6 +79,8 @@ _ARG_KINDS = {
     "cancel_on_timeout": "bool",
     "retry_from_failure": "bool",
     "reuse_existing_run": "bool",
+    "asset_namespace": "text",
+    "assets_on_failure": "bool",
 }
 
 
@@ -128,6 +132,16 @@ class RunDbtCloudJobOperator(RunWaitMixin, BaseOperator):
         failure instead of starting it from scratch.
     :param reuse_existing_run: when the job has a run in progress, wait for that run instead of triggering.
     :param hook_params: ``DbtCloudHook`` settings for this task's calls (``timeout_seconds``, ``retry_*``).
+    :param asset_alias: the name of an ``AssetAlias`` (``DatasetAlias`` on Airflow 2.11) that is added to the
+        task's ``outlets``. When the run succeeds, the task reads its ``run_results.json`` and ``manifest.json``
+        and emits one asset event per model, seed and snapshot it built, through that alias: DAGs scheduled on
+        a model's Asset start when a run rebuilt it, and the DAG need not list the models. Needs
+        ``wait_for_termination`` and the ``assets`` extra (ijson). See :mod:`airflow_dbt_cloud_dlt.dbt_assets`.
+    :param asset_namespace: the warehouse namespace of those Assets, such as ``snowflake://org-account``;
+        default the connection's ``asset_namespace`` extra (see :mod:`airflow_dbt_cloud_dlt.assets`).
+    :param assets_on_failure: when the run fails, leave the events of the nodes that succeeded in XCom
+        ``dbt_asset_events`` (default True). The task still fails, and Airflow records outlet events only of
+        tasks that succeed: a follow-up task announces them with ``dbt_assets.emit_recorded_events``.
 
     Pushes XCom ``run_id`` and ``run_url`` right after the trigger and returns the run id. An
     ``execution_timeout`` always cancels the run (the wait ends 5 s before it, to have time to).
@@ -170,9 +184,12 @@ class RunDbtCloudJobOperator(RunWaitMixin, BaseOperator):
         retry_from_failure: bool = False,
         reuse_existing_run: bool = False,
         hook_params: dict[str, Any] | None = None,
+        asset_alias: str | None = None,
+        asset_namespace: str | None = None,
+        assets_on_failure: bool = True,
         **kwargs: Any,
     ) -> None:
-        super().__init__(**kwargs)
+        super().__init__(**with_asset_alias(kwargs, asset_alias))
         if job_id is None and not (project_name and environment_name and job_name):
             raise ValueError(f"{self.task_id}: give job_id, or all of project_name, environment_name and job_name.")
         given = locals()
@@ -202,6 +219,12 @@ class RunDbtCloudJobOperator(RunWaitMixin, BaseOperator):
         self.cancel_on_timeout = cancel_on_timeout
         self.retry_from_failure = retry_from_failure
         self.reuse_existing_run = reuse_existing_run
+        self.asset_alias = asset_alias
+        check_asset_namespace(self.task_id, asset_namespace)
+        self.asset_namespace = asset_namespace
+        self.assets_on_failure = assets_on_failure
+        if asset_alias and not wait_for_termination:
+            raise ValueError(f"{self.task_id}: asset_alias needs wait_for_termination=True (events follow the run).")
         self.run_id: int | None = None
 
     # --- helpers ----------------------------------------------------------------------------------

@@ -7,7 +7,16 @@ from typing import Any
 
 from ._compat import AirflowFailException, AirflowSensorTimeout, AirflowSkipException, BaseSensorOperator, Context
 from ._official_names import DbtCloudJobRunException
-from ._tasks import OFFICIAL_DEFERRABLE, RunWaitMixin, check_args, check_hook_params, default_deferrable, seconds
+from ._tasks import (
+    OFFICIAL_DEFERRABLE,
+    RunWaitMixin,
+    check_args,
+    check_asset_namespace,
+    check_hook_params,
+    default_deferrable,
+    seconds,
+    with_asset_alias,
+)
 from .api.errors import DbtCloudError
 from .api.events import RunEvent
 from .api.reporting import progress_line, run_url
@@ -22,6 +31,10 @@ class DbtCloudRunSensor(RunWaitMixin, BaseSensorOperator):
     Transient API errors are waited out. With ``deferrable=True`` the wait runs on the triggerer; the
     sensor's ``timeout`` then raises ``AirflowSensorTimeout`` as in poke mode. The first poke pushes XCom
     ``run_url``, which the "dbt Cloud run" extra link opens.
+
+    ``asset_alias``, ``asset_namespace`` and ``assets_on_failure`` are those of
+    :class:`~airflow_dbt_cloud_dlt.operators.RunDbtCloudJobOperator`: with an alias, a run that succeeds emits
+    one asset event per model, seed and snapshot it built, whoever started it.
     """
 
     template_fields: Sequence[str] = ("run_id", "dbt_cloud_conn_id", "account_id")
@@ -36,11 +49,21 @@ class DbtCloudRunSensor(RunWaitMixin, BaseSensorOperator):
         account_id: int | str | None = None,
         deferrable: bool | None = None,
         hook_params: dict[str, Any] | None = None,
+        asset_alias: str | None = None,
+        asset_namespace: str | None = None,
+        assets_on_failure: bool = True,
         **kwargs: Any,
     ) -> None:
         kwargs.setdefault("poke_interval", 10.0)
-        super().__init__(**kwargs)
+        super().__init__(**with_asset_alias(kwargs, asset_alias))
         check_args(self.task_id, run_id=(run_id, "id"), account_id=(account_id, "id"), deferrable=(deferrable, "bool"))
+        check_args(
+            self.task_id, asset_namespace=(asset_namespace, "text"), assets_on_failure=(assets_on_failure, "bool")
+        )
+        self.asset_alias = asset_alias
+        check_asset_namespace(self.task_id, asset_namespace)
+        self.asset_namespace = asset_namespace
+        self.assets_on_failure = assets_on_failure
         self.hook_params = check_hook_params(self.task_id, hook_params)
         self.run_id = run_id
         self.dbt_cloud_conn_id = dbt_cloud_conn_id

@@ -16,12 +16,13 @@ from conftest import xcom
 
 from airflow_dbt_cloud_dlt.operators import RunDbtCloudJobOperator
 from airflow_dbt_cloud_dlt.sensors import DbtCloudRunSensor
-from airflow_dbt_cloud_dlt.testing import JobScript
+from airflow_dbt_cloud_dlt.testing import JobScript, StepScript
 from airflow_dbt_cloud_dlt.triggers import DbtCloudRunTrigger
 
 EXAMPLE_DAGS = Path(__file__).parent.parent / "example_dags"
 AIRFLOW_2 = version("apache-airflow").startswith("2.")
 EXPECTED_TASKS = {
+    "example_dbt_cloud_assets": {"run_dbt_cloud_job"},
     "example_dbt_cloud_deferred": {"run_dbt_cloud_job"},
     "example_dbt_cloud_sensor": {"trigger", "wait_for_run"},
     "example_dlt_then_dbt_cloud": {"load_orders", "run_dbt_cloud_job", "summarize"},
@@ -50,6 +51,24 @@ def test_every_example_file_loads_without_import_errors(dagbag: Any) -> None:
     # the official provider's example (dag id "example_dbt_cloud") is tested in test_official_example.py
     assert files == {f"{dag_id}.py" for dag_id in EXPECTED_TASKS} | {"example_official_dbt_cloud.py"}
     assert {Path(dag.fileloc).name for dag in dagbag.dags.values()} == files
+    assert set(dagbag.dags) == {*EXPECTED_TASKS, "example_dbt_cloud", "example_dbt_cloud_assets_consumer"}
+
+
+def test_assets_example_emits_through_an_alias_and_a_dag_is_scheduled_on_one_model(dagbag: Any) -> None:
+    from airflow_dbt_cloud_dlt.assets import asset, asset_alias
+
+    task = dagbag.dags["example_dbt_cloud_assets"].get_task("run_dbt_cloud_job")
+    assert task.asset_alias == "dbt_cloud_models" and task.outlets == [asset_alias("dbt_cloud_models")]
+    consumer = dagbag.dags["example_dbt_cloud_assets_consumer"]
+    assert set(consumer.task_ids) == {"report"}
+    fct_orders = asset(f"duckdb:{task.asset_namespace.removeprefix('duckdb://')}/warehouse/analytics/fct_orders")
+    assert _scheduled_on(consumer) == [fct_orders]
+
+
+def _scheduled_on(dag: Any) -> list[Any]:
+    """The Assets (Datasets) a DAG is scheduled on."""
+    condition = getattr(dag.timetable, "asset_condition", None) or getattr(dag.timetable, "dataset_condition", None)
+    return list(getattr(condition, "objects", [condition]))
 
 
 @pytest.mark.parametrize("dag_id", sorted(EXPECTED_TASKS))
@@ -60,7 +79,9 @@ def test_example_has_the_expected_tasks(dagbag: Any, dag_id: str) -> None:
     assert dag.catchup is False
 
 
-@pytest.mark.parametrize("dag_id", ["example_dbt_cloud_deferred", "example_dlt_then_dbt_cloud"])
+@pytest.mark.parametrize(
+    "dag_id", ["example_dbt_cloud_assets", "example_dbt_cloud_deferred", "example_dlt_then_dbt_cloud"]
+)
 def test_dbt_task_triggers_and_waits_deferred(dagbag: Any, dag_id: str) -> None:
     task = dagbag.dags[dag_id].get_task("run_dbt_cloud_job")
     assert isinstance(task, RunDbtCloudJobOperator)
@@ -139,7 +160,8 @@ def test_example_runs_against_the_emulator(
     dag_id: str, emulator: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The DAG param picks the job; the wait runs in the trigger (in line, under ``dag.test()``)."""
-    emulator.add_job(JobScript(job_id=7, account_id=1, run_seconds=1.5))  # still running when the wait starts
+    # still running when the wait starts; the assets example's job builds the emulator's example dbt project
+    emulator.add_job(JobScript(job_id=7, account_id=1, run_seconds=1.5, project=dag_id == "example_dbt_cloud_assets"))
     waits: list[DbtCloudRunTrigger] = []
     original_run = DbtCloudRunTrigger.run
 
@@ -155,9 +177,12 @@ def test_example_runs_against_the_emulator(
         "DEMO_DUCKDB_PATH": str(duckdb_path),
         "DLT_DATA_DIR": str(tmp_path / "dlt"),  # dlt's pipeline state, instead of ~/.dlt
         "RUNTIME__DLTHUB_TELEMETRY": "false",
+        "DBT_CLOUD_ASSET_NAMESPACE": f"duckdb://{tmp_path}/warehouse.duckdb",
     }.items():
         monkeypatch.setenv(name, value)
     dag = load_dagbag().dags[dag_id]
+    if AIRFLOW_2 and dag_id == "example_dbt_cloud_assets":  # 2.11's dag.test() does not sync the DatasetAlias
+        dag.sync_to_db()
 
     dag_run = dag.test(run_conf={"job_id": 7})
 
@@ -171,6 +196,71 @@ def test_example_runs_against_the_emulator(
         summary = xcom_value(tis["summarize"])
         assert summary == {"rows": 4, "run_id": runs[0]["id"], "status": "Success", "run_url": runs[0]["href"]}
         assert duckdb_path.is_file()
+    if dag_id == "example_dbt_cloud_assets":
+        rebuilt = _recorded_event_uris(dag_id)
+        assert len(rebuilt) == 7 and f"duckdb:{tmp_path}/warehouse.duckdb/warehouse/analytics/fct_orders" in rebuilt
+
+
+@pytest.mark.usefixtures("airflow_db", "airflow_conn", "example_bundle")
+def test_a_dag_scheduled_on_a_model_is_queued_when_and_only_when_a_run_rebuilt_it(
+    emulator: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The consumer example is scheduled on fct_orders: a run that did not build it queues nothing for it, a run
+    that did queues it (the scheduler then starts it from that queue)."""
+    for job_id, select in ((8, "stg_payments"), (9, "stg_orders+")):
+        steps = [StepScript(f"Invoke dbt with `dbt build --select {select}`")]
+        emulator.add_job(JobScript(job_id=job_id, account_id=1, run_seconds=0.3, project=True, steps=steps))
+    monkeypatch.setenv("DBT_CLOUD_POLL_INTERVAL", "0.2")
+    monkeypatch.setenv("DBT_CLOUD_ASSET_NAMESPACE", f"duckdb://{tmp_path}/warehouse.duckdb")
+    fct_orders = f"duckdb:{tmp_path}/warehouse.duckdb/warehouse/analytics/fct_orders"
+    bag = load_dagbag()
+    if AIRFLOW_2:
+        bag.sync_to_db()
+    else:
+        from airflow.dag_processing.bundles.manager import DagBundlesManager
+        from airflow.dag_processing.dagbag import sync_bag_to_db
+
+        DagBundlesManager().sync_bundles_to_db()  # the "example-dags" bundle, as the DAG processor registers it
+        sync_bag_to_db(bag, "example-dags", None)
+    producer = bag.dags["example_dbt_cloud_assets"]
+
+    assert str(producer.test(run_conf={"job_id": 8}).state).endswith("success")
+    assert _queued_for(fct_orders) == set()  # stg_payments only: fct_orders was not rebuilt
+    assert str(producer.test(run_conf={"job_id": 9}).state).endswith("success")
+    assert _queued_for(fct_orders) == {"example_dbt_cloud_assets_consumer"}
+
+
+def _queued_for(uri: str) -> set[str]:
+    """DAGs that the scheduler is to start because the Asset (Dataset) ``uri`` was updated."""
+    from airflow.utils.session import create_session
+
+    with create_session() as session:
+        if AIRFLOW_2:
+            from airflow.models.dataset import DatasetDagRunQueue, DatasetModel
+
+            rows = session.query(DatasetDagRunQueue.target_dag_id).join(
+                DatasetModel, DatasetModel.id == DatasetDagRunQueue.dataset_id
+            )
+            return {row[0] for row in rows.filter(DatasetModel.uri == uri)}
+        from airflow.models.asset import AssetDagRunQueue, AssetModel
+
+        rows = session.query(AssetDagRunQueue.target_dag_id).join(
+            AssetModel, AssetModel.id == AssetDagRunQueue.asset_id
+        )
+        return {row[0] for row in rows.filter(AssetModel.uri == uri)}
+
+
+def _recorded_event_uris(dag_id: str) -> set[str]:
+    from airflow.utils.session import create_session
+
+    with create_session() as session:
+        if AIRFLOW_2:
+            from airflow.models.dataset import DatasetEvent
+
+            return {e.dataset.uri for e in session.query(DatasetEvent).filter(DatasetEvent.source_dag_id == dag_id)}
+        from airflow.models.asset import AssetEvent
+
+        return {e.asset.uri for e in session.query(AssetEvent).filter(AssetEvent.source_dag_id == dag_id)}
 
 
 def test_make_demo_runs_the_dlt_example_end_to_end() -> None:

@@ -41,6 +41,14 @@ class JobScript:
     previous one). ``run_results`` is served, with a small manifest, as artifacts of finished runs; a run
     that fails in a dbt step serves a generated ``run_results.json`` when the script gives none.
     ``artifact_sizes`` adds big generated files (``{"target/big.json": 200_000_000}``) to those artifacts.
+
+    ``project=True`` serves the example dbt project's artifacts (:mod:`.project`) instead: every step whose
+    command builds nodes (``dbt build``, ``run``, ``seed``, ``snapshot``, ``test``, with ``--select`` and
+    ``--exclude`` honoured) has a ``manifest.json`` (v12) and a ``run_results.json`` (v6) of what it built; other
+    steps (``dbt deps``) have none. In an "error" run the failing step's ``failing_nodes`` (names; default the
+    node named by the status message, else the step's last model) end in error and their descendants are
+    skipped. ``files`` replaces artifacts by path with the given text, or removes them (``None``): bad or
+    missing artifacts, for tests.
     """
 
     job_id: int
@@ -63,6 +71,11 @@ class JobScript:
     dbt_version: str = "latest"
     #: Further artifacts of finished runs, by path: generated JSON files of exactly this many bytes, streamed.
     artifact_sizes: dict[str, int] = field(default_factory=dict)
+    #: Serve the example project's manifest.json and per-step run_results.json (see the class docstring).
+    project: bool = False
+    failing_nodes: list[str] = field(default_factory=list)
+    #: Artifacts replaced (text) or removed (None) by path, in every step that has artifacts.
+    files: dict[str, str | None] = field(default_factory=dict)
     #: What its runs report as ``href`` (to test a hostile answer); default: the run's page on the emulator.
     href: str | None = None
 
@@ -72,6 +85,14 @@ class JobScript:
         for outcome in (self.outcome, *self.outcome_sequence):
             if outcome not in OUTCOME_STATUS:
                 raise ValueError(f"unknown outcome {outcome!r}; expected one of {sorted(OUTCOME_STATUS)}")
+        if self.project and self.failing_nodes and self.status_message is None:
+            from airflow_dbt_cloud_dlt.testing.project import example_project
+
+            nodes = {node.name: node for node in example_project().nodes.values()}
+            first = nodes.get(self.failing_nodes[0])
+            if first is None:
+                raise ValueError(f"failing node {self.failing_nodes[0]!r} is not in the example project")
+            self.status_message = f"Runtime Error in {first.resource_type} {first.name} ({first.path})"
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> JobScript:

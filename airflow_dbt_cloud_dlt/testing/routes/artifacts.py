@@ -2,6 +2,7 @@
 
 A finished run serves ``run_results.json`` (the script's, or the generated one of a failed dbt step) and a
 small ``manifest.json``; a run without run results has none (the list's ``data`` is null, as observed live).
+A job scripted with ``project=True`` serves the example project's artifacts of each dbt step instead.
 """
 
 from __future__ import annotations
@@ -11,7 +12,12 @@ import json
 from airflow_dbt_cloud_dlt.testing import _api as api
 from airflow_dbt_cloud_dlt.testing._api import Json, fields
 from airflow_dbt_cloud_dlt.testing._http import Streamed
-from airflow_dbt_cloud_dlt.testing.dbt_output import failed_run_results, has_run_results
+from airflow_dbt_cloud_dlt.testing.dbt_output import (
+    failed_run_results,
+    has_run_results,
+    project_artifacts,
+    serves_project,
+)
 from airflow_dbt_cloud_dlt.testing.routes.base import Request, Routes
 from airflow_dbt_cloud_dlt.testing.state import EmulatorState, Run
 
@@ -28,12 +34,26 @@ def artifacts(state: EmulatorState, run: Run, step: int | None = None) -> dict[s
     if step is not None and not 1 <= step <= len(run.ran_steps()):  # a failed run's later steps never ran
         return {}
     finished = state.wall(st.finished, "T")
+    if serves_project(run):
+        return _replaced(run, dict(project_artifacts(run, step, finished)))
     results = run.job.run_results if run.job.run_results is not None else failed_run_results(run, finished)
     metadata: Json = {"dbt_schema_version": MANIFEST_SCHEMA, "generated_at": finished, "invocation_id": str(run.id)}
     manifest = {"metadata": metadata} | fields({}, "nodes sources macros exposures metrics")
     files: dict[str, bytes | Streamed] = {"manifest.json": json.dumps(manifest).encode()}
     files["run_results.json"] = json.dumps(results).encode()
-    return files | {path: Streamed(size) for path, size in run.job.artifact_sizes.items()}
+    return _replaced(run, files | {path: Streamed(size) for path, size in run.job.artifact_sizes.items()})
+
+
+def _replaced(run: Run, files: dict[str, bytes | Streamed]) -> dict[str, bytes | Streamed]:
+    """The job's ``files`` overrides applied to a step that has artifacts (text replaces, None removes)."""
+    if not files:
+        return files
+    for path, text in run.job.files.items():
+        if text is None:
+            files.pop(path, None)
+        else:
+            files[path] = text.encode()
+    return files
 
 
 def list_artifacts(state: EmulatorState, req: Request) -> Json:
