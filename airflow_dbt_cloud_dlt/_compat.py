@@ -11,7 +11,7 @@ try:  # Airflow 3
         AirflowSkipException,
     )
     from airflow.sdk.execution_time.xcom import XCom
-    from airflow.sdk.log import mask_secret
+    from airflow.sdk.log import amask_secret, mask_secret
 
     AIRFLOW_3 = True
 except ImportError:  # Airflow 2.11
@@ -29,6 +29,10 @@ except ImportError:  # Airflow 2.11
     from airflow.utils.context import Context  # type: ignore[no-redef,attr-defined,unused-ignore]
     from airflow.utils.log.secrets_masker import mask_secret  # type: ignore[no-redef,attr-defined,unused-ignore]
 
+    async def amask_secret(secret: str, name: str | None = None) -> None:  # type: ignore[misc,unused-ignore]
+        """Airflow 2's masker lives in this process: the sync call does not block."""
+        mask_secret(secret, name)
+
     AIRFLOW_3 = False
 
 __all__ = [
@@ -43,5 +47,6 @@ __all__ = [
     "BaseSensorOperator",
     "Context",
     "XCom",
+    "amask_secret",
     "mask_secret",
 ]

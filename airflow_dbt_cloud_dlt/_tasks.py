@@ -3,7 +3,7 @@ one handler that turns a :class:`~.api.events.RunEvent` into the task's success 
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import timedelta
 from functools import cached_property
 from typing import TYPE_CHECKING, Any, NoReturn
@@ -52,6 +52,22 @@ _KINDS: dict[str, tuple[tuple[type, ...], str]] = {
 }
 
 
+def rendered_later(value: Any) -> bool:
+    """True for a value known only when the task runs: a template string or an ``XComArg``."""
+    return type(value).__name__.endswith("XComArg") or (isinstance(value, str) and "{{" in value)
+
+
+def at_parse(task_id: str, name: str, value: Any, convert: Callable[[Any, str], Any]) -> Any:
+    """``convert(value, name)`` when the DAG is parsed, its ``ValueError`` a ``TypeError`` that names the task;
+    a template or ``XComArg`` is left as it is, for the same conversion at execute time."""
+    if value is None or rendered_later(value):
+        return value
+    try:
+        return convert(value, name)
+    except ValueError as error:
+        raise TypeError(f"{task_id}: {error}") from None
+
+
 def check_args(task_id: str, **given: tuple[Any, str]) -> None:
     """Refuse a wrong-typed argument when the DAG is parsed: ``name=(value, kind)``, None always allowed.
 
@@ -59,7 +75,7 @@ def check_args(task_id: str, **given: tuple[Any, str]) -> None:
     XCom (``XComArg``, ``PlainXComArg``) are left for execute time, where they are checked before any call.
     """
     for name, (value, kind) in given.items():
-        if value is None or type(value).__name__.endswith("XComArg") or (isinstance(value, str) and "{{" in value):
+        if value is None or rendered_later(value):
             continue
         types, words = _KINDS[kind]
         bad = (isinstance(value, bool) and bool not in types) or not isinstance(value, types)
@@ -69,6 +85,54 @@ def check_args(task_id: str, **given: tuple[Any, str]) -> None:
             raise TypeError(f"{task_id}: {name} must be a list of strings, such as ['dbt build']; got {value!r}.")
         if bad:
             raise TypeError(f"{task_id}: {name} must be {words}; got {value!r} ({type(value).__name__}).")
+
+
+def _literal(text: str) -> Any:
+    """A JSON or Python literal (``["a"]``, ``['a']``, ``{"k": 1}``); ``text`` itself when it is neither."""
+    import ast
+    import json
+
+    for parse in (json.loads, ast.literal_eval):
+        try:
+            return parse(text)
+        except (ValueError, SyntaxError, TypeError, RecursionError, MemoryError):
+            continue
+    return text
+
+
+def as_steps(value: Any, name: str = "steps_override") -> list[str] | None:
+    """``steps_override`` as dbt Cloud takes it: a list of dbt commands.
+
+    A template renders to a string: one that reads as a list (``["dbt build", "dbt test"]``, JSON or Python) is
+    that list (a string that opens with a bracket or brace must be one), any other string is one command (``"dbt build"`` is ``["dbt build"]``, never ``['d', 'b', ...]``).
+    Anything else (a dict, a number, a list with a non-string or an empty command) raises ``ValueError``, which
+    names the parameter.
+    """
+    if value is None:
+        return None
+    if isinstance(value, str):
+        text = value.strip()
+        value = _literal(text) if text[:1] in ("[", "(", "{") else [text]
+    if isinstance(value, list | tuple) and value and all(isinstance(step, str) and step.strip() for step in value):
+        return [step.strip() for step in value]
+    raise ValueError(
+        f"{name} must be a dbt command or a list of them, such as 'dbt build' or ['dbt seed', 'dbt build']; "
+        f"got {str(value)[:200]!r} ({type(value).__name__})."
+    )
+
+
+def as_data(value: Any, name: str = "data") -> dict[str, Any] | None:
+    """``data`` (``additional_run_config``) as a dict of trigger fields; a string that reads as a dict (a
+    rendered template, JSON or Python) is that dict. Anything else raises ``ValueError`` naming the parameter."""
+    if value is None:
+        return None
+    parsed = _literal(value.strip()) if isinstance(value, str) and value.strip().startswith("{") else value
+    if isinstance(parsed, Mapping) and all(isinstance(key, str) for key in parsed):
+        return dict(parsed)
+    raise ValueError(
+        f"{name} must be a dict of further trigger fields, such as {{'threads_override': 8}}; "
+        f"got {str(value)[:200]!r} ({type(value).__name__})."
+    )
 
 
 def check_hook_params(task_id: str, hook_params: Any) -> dict[str, Any]:

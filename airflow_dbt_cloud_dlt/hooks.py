@@ -23,9 +23,9 @@ import weakref
 from collections.abc import Callable, Mapping, Sequence
 from functools import cache, cached_property, wraps
 from typing import TYPE_CHECKING, Any, TypeVar
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import unquote, urlsplit, urlunsplit
 
-from ._compat import AirflowException, BaseHook, mask_secret
+from ._compat import AirflowException, BaseHook, amask_secret, mask_secret
 from ._official_names import DbtCloudJobRunException, DbtCloudJobRunStatus, DbtCloudResourceLookupError
 from .api import core, errors
 from .api.core import ApiRequest, RetryPolicy, require_account
@@ -145,6 +145,20 @@ def connection_to_credentials(
                 values[name] = value
                 break
     return credentials_from_mapping(values)
+
+
+def secrets_of(credentials: DbtCloudCredentials) -> list[str]:
+    """What Airflow's secret masker must hide: the token, and the password of each proxy URL (as written and
+    percent-decoded, since either form may reach a log)."""
+    secrets = [credentials.api_token]
+    for url in (credentials.proxies or {}).values():
+        try:
+            password = urlsplit(url).password
+        except ValueError:  # a malformed proxy URL: requests reports it; mask it whole
+            password = url
+        if password:
+            secrets.extend(dict.fromkeys((password, unquote(password))))
+    return secrets
 
 
 def _form_filter(name: str) -> Callable[[Any], Any]:
@@ -311,7 +325,8 @@ class DbtCloudHook(BaseHook):
     def credentials(self) -> DbtCloudCredentials:
         conn = self._connection
         credentials = connection_to_credentials(conn, conn.extra_dejson, self.account_id)
-        mask_secret(credentials.api_token)
+        for secret in secrets_of(credentials):
+            mask_secret(secret)
         return credentials
 
     async def aget_credentials(self) -> DbtCloudCredentials:
@@ -339,8 +354,12 @@ class DbtCloudHook(BaseHook):
         from airflow.providers.common.compat.connection import get_async_connection, get_async_extra_dejson
 
         conn = await get_async_connection(self.dbt_cloud_conn_id)
-        # Connections fetched this way are already masked; a sync mask call here would block the loop.
-        return connection_to_credentials(conn, await get_async_extra_dejson(conn), self.account_id)
+        credentials = connection_to_credentials(conn, await get_async_extra_dejson(conn), self.account_id)
+        # The password is masked by the fetch; a proxy's password inside the extra is not. Async: a sync
+        # mask call would block the loop.
+        for secret in secrets_of(credentials):
+            await amask_secret(secret)
+        return credentials
 
     def get_conn(self) -> DbtCloudClient:
         """A sync API client (one ``requests.Session``); close it when done. The hook's ``timeout_seconds`` and

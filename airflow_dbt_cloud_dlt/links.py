@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from ._compat import AIRFLOW_3, BaseOperatorLink, XCom
+from .api.reporting import is_web_link
 
 
 class DbtCloudRunLink(BaseOperatorLink):
@@ -14,6 +15,8 @@ class DbtCloudRunLink(BaseOperatorLink):
     URL is then an attribute of that operator, and a task that failed before any run existed gets an empty
     link without an XCom lookup (which Airflow 3 would log as an "XCom not found" error). Airflow 2 asks the
     webserver's copy of the operator, so there the URL is read from XCom ``run_url``; a missing one is None.
+    The URL is on the connection's host (:func:`.api.reporting.run_url`); anything but an https link (or http to
+    loopback) is shown as no link.
     """
 
     name = "dbt Cloud run"
@@ -22,9 +25,9 @@ class DbtCloudRunLink(BaseOperatorLink):
 
     def get_link(self, operator: Any, *, ti_key: Any) -> str:
         url = getattr(operator, "run_url", None)
-        if url or AIRFLOW_3:
-            return str(url or "")
-        return str(XCom.get_value(ti_key=ti_key, key=self.url_xcom_key) or "")
+        if not url and not AIRFLOW_3:
+            url = XCom.get_value(ti_key=ti_key, key=self.url_xcom_key)
+        return str(url) if is_web_link(url) else ""  # only https (http to loopback) links reach the UI
 
 
 class DbtCloudRunJobOperatorLink(DbtCloudRunLink):

@@ -1,10 +1,11 @@
 """``RunDbtCloudJobOperator``: trigger a dbt Cloud job run, then optionally wait for it, blocking or deferred.
 
 Exactly once (:func:`.api.idempotency.trigger_once`): every run carries a marker of its task instance in
-``cause``. A retry, or a try after an ambiguous trigger failure, first looks for the run with its own marker
-and attaches to it (in progress), accepts it (succeeded), or starts a new run (failed or cancelled; a rerun
-from the point of failure with ``retry_from_failure=True``). It never attaches to a run that something else
-started.
+``cause``, an HMAC under this deployment's key (:mod:`.markers`). A retry, or a try after an ambiguous trigger
+failure, first looks for the run with its own marker and attaches to it (in progress), accepts it (succeeded),
+or starts a new run (failed or cancelled; a rerun from the point of failure with ``retry_from_failure=True``).
+It never attaches to a run that something else started, nor to a marked run whose job or overrides differ
+from what this try would send.
 """
 
 from __future__ import annotations
@@ -20,6 +21,9 @@ from ._tasks import (
     OFFICIAL_OPENLINEAGE_INJECT,
     Alias,
     RunWaitMixin,
+    as_data,
+    as_steps,
+    at_parse,
     check_args,
     check_asset_namespace,
     check_hook_params,
@@ -67,9 +71,7 @@ _ARG_KINDS = {
     "job_name": "text",
     "account_id": "id",
     "cause": "text",
-    "steps_override": "list",
     "schema_override": "text",
-    "data": "dict",
     "wait_for_termination": "bool",
     "deferrable": "bool",
     "poll_interval": "seconds",
@@ -147,6 +149,8 @@ class RunDbtCloudJobOperator(RunWaitMixin, BaseOperator):
 
     template_fields: Sequence[str] = TEMPLATE_FIELDS
     template_fields_renderers = {"data": "json", "steps_override": "json"}
+    #: The name under which this class takes ``data`` (in error messages).
+    data_param = "data"
     operator_extra_links = (DbtCloudRunLink(),)
     ui_color = "#ff694a"
     #: The XCom keys of the run id and the run URL.
@@ -198,7 +202,7 @@ class RunDbtCloudJobOperator(RunWaitMixin, BaseOperator):
         self.job_name = job_name
         self.account_id = account_id
         self.cause = cause
-        self.steps_override = steps_override
+        self.steps_override = at_parse(self.task_id, "steps_override", steps_override, as_steps)
         self.schema_override = schema_override
         self.git_sha = git_sha
         self.git_branch = git_branch
@@ -207,7 +211,7 @@ class RunDbtCloudJobOperator(RunWaitMixin, BaseOperator):
         self.dbt_version_override = dbt_version_override
         self.generate_docs_override = generate_docs_override
         self.timeout_seconds_override = timeout_seconds_override
-        self.data = data
+        self.data = at_parse(self.task_id, self.data_param, data, as_data)
         self.wait_for_termination = wait_for_termination
         self.deferrable = default_deferrable() if deferrable is None else deferrable
         self.poll_interval = poll_interval
@@ -270,11 +274,12 @@ class RunDbtCloudJobOperator(RunWaitMixin, BaseOperator):
 
     def _attach_or_trigger(self, client: DbtCloudClient, context: Context, job_id: int) -> dict[str, Any]:
         """The run of this try: see :func:`.api.idempotency.trigger_once`."""
-        from .api.idempotency import cause_with_marker, task_marker, trigger_once  # tenacity: not at DAG parse
+        from .api.idempotency import cause_with_marker, trigger_once  # tenacity: not at DAG parse
+        from .markers import marker_of
 
         ti = context["ti"]
         series, try_number = first_try(ti, self.retries), int(getattr(ti, "try_number", 1) or 1)
-        marker = task_marker(ti.dag_id, ti.task_id, ti.run_id, getattr(ti, "map_index", -1), ti.max_tries)
+        marker = marker_of(ti)
         body = trigger_body(self, ti)
         body["cause"] = cause_with_marker(body["cause"], marker)
         run, how = trigger_once(
@@ -334,16 +339,15 @@ def trigger_body(op: RunDbtCloudJobOperator, ti: Any) -> dict[str, Any]:
     """The trigger request's fields: the overrides as dbt Cloud types them, ``data`` merged last."""
     from .api.errors import DbtCloudConfigError
 
-    for name, kind in (("data", dict), ("steps_override", list)):  # rendered templates, checked before any call
-        value = getattr(op, name)
-        if value is not None and not isinstance(value, kind | tuple):
-            raise DbtCloudConfigError(f"{op.task_id}: {name} must be a {kind.__name__}; got {value!r}.")
-    data = dict(op.data or {})
+    try:  # the rendered values: a template renders to a string, checked and converted before any call
+        steps, data = as_steps(op.steps_override), as_data(op.data, op.data_param) or {}
+    except ValueError as error:
+        raise DbtCloudConfigError(f"{op.task_id}: {error}") from None
     readable = data.pop("cause", None) or op.cause or op.default_cause(ti)
     body: dict[str, Any] = {name: getattr(op, name) for name in _TEXT_OVERRIDES}
     body.update({name: _as_int(getattr(op, name)) for name in _INT_OVERRIDES})
     body["generate_docs_override"] = _as_bool(op.generate_docs_override)
-    body["steps_override"] = list(op.steps_override) if op.steps_override else None
+    body["steps_override"] = steps
     body.update(data)
     body["cause"] = str(readable)
     return {key: value for key, value in body.items() if value is not None}
@@ -383,6 +387,7 @@ class DbtCloudRunJobOperator(RunDbtCloudJobOperator):
     template_fields_renderers = {"additional_run_config": "json", "steps_override": "json"}
     operator_extra_links = (DbtCloudRunJobOperatorLink(),)
     xcom_keys = ("job_run_id", "job_run_url")
+    data_param = "additional_run_config"
     failure_exception = DbtCloudJobRunException
     trigger_reason = Alias("cause")
     additional_run_config = Alias("data")
@@ -417,7 +422,6 @@ class DbtCloudRunJobOperator(RunDbtCloudJobOperator):
         check_args(  # under the official names, before they become this package's
             str(kwargs.get("task_id")),
             trigger_reason=(trigger_reason, "text"),
-            additional_run_config=(additional_run_config, "dict"),
             check_interval=(check_interval, "seconds"),
             openlineage_inject_parent_job_info=(openlineage_inject_parent_job_info, "bool"),
         )

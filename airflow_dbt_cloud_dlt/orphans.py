@@ -1,6 +1,6 @@
 """No orphaned dbt Cloud runs: cancel each run whose task no longer waits for it.
 
-A task that waits for its run marks the run (``api.idempotency``): the run's cause carries this deployment's
+A task that waits for its run marks the run (``markers``, an HMAC under this deployment's key): the run's cause carries this deployment's
 tag and the hash of the task instance (dag, task, logical run, map index, try series). On the triggerer, one
 thread (:class:`Reconciler`, started by this package's Airflow plugin) lists, every
 :data:`RECONCILE_SECONDS`, the queued, starting and running runs of each dbt Cloud account that a connection
@@ -171,7 +171,7 @@ class Reconciler:
         """One pass: list active runs, read the waiting tasks, cancel the orphans. Returns what it cancelled."""
         from airflow.utils.session import create_session
 
-        from .api.idempotency import deployment_marker_of, marker_for_task
+        from .markers import deployment_marker_of, marker_for_task
 
         with create_session() as session:
             if not is_leader(session, self._job_field("id")):

@@ -82,6 +82,8 @@ class Stack:
             "AIRFLOW__TRIGGERER__JOB_HEARTBEAT_SEC": "1",
             "AIRFLOW__SCHEDULER__TRIGGERER_HEALTH_CHECK_THRESHOLD": "4",
             "AIRFLOW__DBT_CLOUD__ORPHAN_CHECK_INTERVAL": "2",
+            # every process of the deployment keys its run markers alike (README, Security)
+            "AIRFLOW__DBT_CLOUD__MARKER_SECRET": "e2e-marker-secret",
             "AIRFLOW_CONN_DBT_CLOUD_DEFAULT": connection_json(emulator.base_url),
             "PYTHONPATH": str(TESTS / "dags"),
         }

@@ -72,13 +72,35 @@ def _safe_test(conn_id: str) -> tuple[bool, str]:
         return False, str(error)
 
 
-def test_token_is_masked(airflow_conn: str) -> None:
+PROXY_PASSWORD = "pr0xy-S3cret%2Fx"
+
+
+def _redact(text: str) -> str:
     try:
         from airflow.sdk.log import redact  # type: ignore[attr-defined]
     except ImportError:
         from airflow.utils.log.secrets_masker import redact  # type: ignore[no-redef,attr-defined,unused-ignore]
+    return str(redact(text))
+
+
+def test_token_is_masked(airflow_conn: str) -> None:
     assert DbtCloudHook().credentials.api_token == TOKEN
-    assert TOKEN not in str(redact(f"Authorization: Token {TOKEN}"))
+    assert TOKEN not in _redact(f"Authorization: Token {TOKEN}")
+
+
+@pytest.mark.parametrize("path", ["sync", "async"])
+def test_proxy_password_is_masked(emulator: Any, monkeypatch: pytest.MonkeyPatch, path: str) -> None:
+    """Issue 12 part 3, finding 12: a proxy URL's password goes to Airflow's secret masker (both lookups)."""
+    import asyncio
+
+    password = f"{PROXY_PASSWORD}-{path}"
+    proxy = f"http://user:{password}@proxy.example:3128"
+    monkeypatch.setenv("AIRFLOW_CONN_PROXIED", connection_json(emulator.base_url, proxies={"https": proxy}))
+    hook = DbtCloudHook("proxied")
+    credentials = hook.credentials if path == "sync" else asyncio.run(hook.aget_credentials())
+    assert credentials.proxies == {"https": proxy}
+    shown = _redact(f"connecting through {proxy} ({password.replace('%2F', '/')})")
+    assert password not in shown and password.replace("%2F", "/") not in shown, shown
 
 
 def test_hook_wraps_the_helpers(emulator: Any, airflow_conn: str) -> None:

@@ -86,6 +86,36 @@ def test_run_job_returns_the_run_id_and_pushes_the_officials_xcom(
 
 
 @pytest.mark.parametrize("deferrable", [False, True], ids=["blocking", "deferred"])
+@pytest.mark.parametrize(
+    "href",
+    ["https://phish.example/deploy/1/projects/1/runs/1/", "javascript:alert(document.cookie)", "http://127.0.0.2:1/"],
+    ids=["other-host", "javascript", "other-port"],
+)
+def test_only_links_on_the_configured_host_reach_xcom_and_the_ui(emulator: Any, deferrable: bool, href: str) -> None:
+    """Issue 12 part 3, finding 8: the API's ``href`` is used only on the connection's own host."""
+    emulator.add_job(JobScript(job_id=24, run_seconds=0.2, href=href))
+    ti = run_official("DbtCloudRunJobOperator", job_id=24, check_interval=0.1, deferrable=deferrable)
+    (run,) = emulator.runs.values()
+    built = f"{emulator.base_url}/deploy/1/projects/1/runs/{run['id']}/"
+    assert ti.state == "success" and run["href"] == href
+    assert xcom(ti, "job_run_url") == built
+    if AIRFLOW_2:
+        op = DbtCloudRunJobOperator(task_id="task", job_id=24)
+        assert DbtCloudRunJobOperatorLink().get_link(op, ti_key=ti.key) == built
+    else:
+        assert xcom(ti, DbtCloudRunJobOperatorLink().xcom_key) == built
+
+
+def test_the_extra_link_shows_only_web_links() -> None:
+    from types import SimpleNamespace
+
+    for url in ("javascript:alert(1)", "data:text/html,x", "http://phish.example/", "https://u:p@h.example/"):
+        assert DbtCloudRunJobOperatorLink().get_link(SimpleNamespace(run_url=url), ti_key=None) == ""
+    good = "https://ab123.us1.dbt.com/deploy/1/projects/2/runs/3/"
+    assert DbtCloudRunJobOperatorLink().get_link(SimpleNamespace(run_url=good), ti_key=None) == good
+
+
+@pytest.mark.parametrize("deferrable", [False, True], ids=["blocking", "deferred"])
 def test_timeout_ends_the_wait_but_leaves_the_run_going(emulator: Any, deferrable: bool) -> None:
     emulator.add_job(JobScript(job_id=22, run_seconds=60))
     ti = run_official(
@@ -294,7 +324,9 @@ def test_list_job_runs_shapes_filters_and_latest(emulator: Any) -> None:
     [
         (DbtCloudRunJobOperator, {"job_id": 1, "check_interval": "ten"}, "check_interval"),
         (DbtCloudRunJobOperator, {"job_id": 1, "timeout": -1}, "timeout"),
-        (DbtCloudRunJobOperator, {"job_id": 1, "steps_override": "dbt build"}, "steps_override"),
+        (DbtCloudRunJobOperator, {"job_id": 1, "steps_override": {"dbt build": 1}}, "steps_override"),
+        (DbtCloudRunJobOperator, {"job_id": 1, "steps_override": ["dbt build", 3]}, "steps_override"),
+        (DbtCloudRunJobOperator, {"job_id": 1, "additional_run_config": "threads_override=8"}, "additional_run_config"),
         (DbtCloudRunJobOperator, {"job_id": 1, "additional_run_config": ["threads_override"]}, "additional_run_config"),
         (DbtCloudRunJobOperator, {"job_id": 1, "wait_for_termination": "yes"}, "wait_for_termination"),
         (DbtCloudRunJobOperator, {"job_id": 1.5}, "job_id"),

@@ -161,3 +161,58 @@ def test_blocking_wait_logs_a_line_per_status_or_step_change(
     assert "step 2 of 3 'Invoke dbt with `dbt seed`'" in text and "step 3 of 3" in text and "Success" in text
     assert f"{emulator.base_url}/deploy/1/projects/" in lines[-1]
     assert len(lines) <= 2 * 6  # a line per change (Airflow 2 logs each twice), not one per poll (~40 polls)
+
+
+# --- issue 12 part 3, finding 6: steps_override and data as templates render them ----------------------
+
+
+@pytest.mark.parametrize(
+    ("template", "sent"),
+    [
+        ("{{ 'dbt build -s orders' }}", ["dbt build -s orders"]),  # one command: never ['d', 'b', 't', ...]
+        ("{{ ['dbt seed', 'dbt build'] }}", ["dbt seed", "dbt build"]),  # a rendered Python list
+        ('["dbt seed", "dbt {{ \'build\' }}"]', ["dbt seed", "dbt build"]),  # a JSON list
+    ],
+    ids=["command", "python-list", "json-list"],
+)
+def test_a_rendered_steps_override_is_a_list_of_commands(emulator: Any, template: str, sent: list[str]) -> None:
+    emulator.add_job(JobScript(job_id=91, account_id=1, run_seconds=0.0))
+    ti = run_dag(job_id=91, steps_override=template, data="{{ {'threads_override': 4} }}", poll_interval=0.1)
+    assert ti.state == "success"
+    (body,) = trigger_bodies(emulator)
+    assert body["steps_override"] == sent and body["threads_override"] == 4
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "named"),
+    [
+        ({"steps_override": "{{ {'dbt build': 1} }}"}, "steps_override must be a dbt command or a list of them"),
+        ({"steps_override": "{{ [] }}"}, "steps_override must be a dbt command or a list of them"),
+        ({"data": "{{ 'threads_override=4' }}"}, "data must be a dict of further trigger fields"),
+        ({"data": "{{ ['threads_override'] }}"}, "data must be a dict of further trigger fields"),
+    ],
+    ids=["steps-dict", "steps-empty", "data-text", "data-list"],
+)
+def test_a_bad_rendered_override_fails_naming_it_before_any_request(
+    emulator: Any,
+    kwargs: dict[str, Any],
+    named: str,
+    capfd: pytest.CaptureFixture[str],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    emulator.add_job(JobScript(job_id=92, account_id=1, run_seconds=0.0))
+    ti = run_dag(job_id=92, retries=0, **kwargs)
+    assert ti.state == "failed"
+    assert trigger_bodies(emulator) == []
+    assert f"dbt: {named}" in output(capfd, caplog)
+
+
+def test_steps_override_at_parse_time() -> None:
+    from airflow_dbt_cloud_dlt.operators import RunDbtCloudJobOperator
+
+    assert RunDbtCloudJobOperator(task_id="t", job_id=1, steps_override="dbt build").steps_override == ["dbt build"]
+    for bad in ({"dbt build": 1}, ["dbt build", 3], "['dbt build'", ""):
+        with pytest.raises(TypeError, match=r"^t: steps_override must be a dbt command or a list of them"):
+            RunDbtCloudJobOperator(task_id="t", job_id=1, steps_override=bad)
+    with pytest.raises(TypeError, match=r"^t: data must be a dict"):
+        RunDbtCloudJobOperator(task_id="t", job_id=1, data="threads_override=4")

@@ -491,3 +491,149 @@ def test_failed_nodes_survive_deep_json() -> None:
 
     assert failed_nodes(DEEP) == []
     assert failed_nodes(b'{"results": 5}') == []
+
+
+# --- 8. only dbt Cloud links reach the UI ----------------------------------------------------------------
+
+
+def test_run_url_keeps_href_only_on_the_configured_host() -> None:
+    from airflow_dbt_cloud_dlt.api.reporting import run_url
+
+    base = "https://ab123.us1.dbt.com"
+    ids = {"id": 3, "account_id": 1, "project_id": 2}
+    built = f"{base}/deploy/1/projects/2/runs/3/"
+    same_host = f"{base}/#/accounts/1/projects/2/runs/3/"
+    assert run_url({**ids, "href": same_host}, base) == same_host
+    for href in (
+        "https://ab123.us1.dbt.com.phish.example/x",
+        "https://ab123.us1.dbt.com:444/x",
+        "http://ab123.us1.dbt.com/x",
+        "https://user:pw@ab123.us1.dbt.com/x",
+        "https://ab123.us1.dbt.com/x y",
+        "javascript:alert(1)",
+        12,
+        None,
+    ):
+        assert run_url({**ids, "href": href}, base) == built, href
+    hostile_ids = {"id": "3/../../x?y#z", "account_id": 1, "project_id": None}
+    assert run_url(hostile_ids, base) == f"{base}/deploy/1/projects/None/runs/3%2F..%2F..%2Fx%3Fy%23z/"
+
+
+# --- 2. the triggerer's poller logs a malformed answer once per run, then a count -----------------------
+
+
+@pytest.mark.parametrize("body", [{"data": "run"}, {"data": [1, 2]}, DEEP], ids=["data-string", "items", "deep"])
+def test_poller_logs_a_malformed_answer_once_then_a_count(
+    hostile: Any, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture, body: Any
+) -> None:
+    import dataclasses
+    import logging
+
+    from airflow_dbt_cloud_dlt.api import poller
+
+    monkeypatch.setattr(poller, "POLL_RETRY", dataclasses.replace(poller.POLL_RETRY, initial_wait=0.01, max_wait=0.01))
+    server = hostile(_json(body))
+    credentials = credentials_from_mapping(server.credentials)
+
+    async def wait_for_both() -> None:
+        waits = (poller.wait_for_run_async(credentials, run_id, poll_interval=0.1, timeout=3.0) for run_id in (7, 8))
+        results = await asyncio.gather(*waits, return_exceptions=True)
+        assert all(isinstance(result, TimeoutError) for result in results), results
+
+    caplog.set_level(logging.INFO, logger="airflow_dbt_cloud_dlt")
+    asyncio.run(wait_for_both())
+    ticks = sum(1 for path in server.paths if "pk__in" in path)
+    logged = [record for record in caplog.records if record.name == "airflow_dbt_cloud_dlt"]
+    assert ticks >= 10, ticks
+    assert not any(record.exc_info for record in logged)  # no traceback
+    assert len(logged) <= 3, [record.getMessage() for record in logged]  # not one (or three) per tick
+    assert "runs 7, 8 (dbt Cloud answered the runs with HTTP 200" in logged[0].getMessage()
+
+
+def test_poller_logs_an_unexpected_tick_failure_with_its_traceback_once(caplog: pytest.LogCaptureFixture) -> None:
+    from airflow_dbt_cloud_dlt.api.poller import _Trouble
+
+    trouble = _Trouble()
+    for _ in range(25):
+        try:
+            raise KeyError("id")
+        except KeyError:
+            trouble.crashed()
+    records = [record for record in caplog.records if record.name == "airflow_dbt_cloud_dlt"]
+    assert [bool(record.exc_info) for record in records] == [True, False]  # the traceback once, then a count
+    assert "failed 10 times so far" in records[1].getMessage()
+
+
+class HeaderDrip:
+    """A raw loopback server that reads a request, then sends its status line and headers one byte at a time
+    (every ``gap`` seconds): each socket read gets a byte well within any per-read timeout."""
+
+    def __init__(self, gap: float = 0.3) -> None:
+        import socket
+
+        self.gap, self.stop = gap, threading.Event()
+        self.sock = socket.create_server(("127.0.0.1", 0))
+        self.sock.settimeout(0.2)
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    @property
+    def credentials(self) -> dict[str, Any]:
+        port = self.sock.getsockname()[1]
+        return {"api_token": TOKEN, "account_id": ACCOUNT_ID, "base_url": f"http://127.0.0.1:{port}", "timeout": 2}
+
+    def _serve(self) -> None:
+        while not self.stop.is_set():
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                continue
+            threading.Thread(target=self._drip, args=(conn,), daemon=True).start()
+
+    def _drip(self, conn: Any) -> None:
+        head = b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nX-Slow: " + b"x" * 200 + b"\r\n"
+        with conn:
+            try:
+                conn.recv(65536)
+                for byte in head:
+                    if self.stop.is_set():
+                        return
+                    conn.sendall(bytes([byte]))
+                    time.sleep(self.gap)
+            except OSError:
+                return
+
+    def close(self) -> None:
+        self.stop.set()
+        self.sock.close()
+
+
+def test_sync_deadline_bounds_slowly_dripped_headers() -> None:
+    """The whole-request deadline covers the status line and headers too, not only the body."""
+    server = HeaderDrip()
+    started = time.monotonic()
+    try:
+        with (
+            DbtCloudClient(server.credentials, retry=ONE_TRY) as client,
+            pytest.raises(DbtCloudConnectionError, match="the whole answer took longer than 2 s"),
+        ):
+            client.get_run(7)
+    finally:
+        server.close()
+    assert time.monotonic() - started < 4
+
+
+def test_readme_security_section_says_what_is_protected_and_how() -> None:
+    readme = (Path(__file__).parent.parent / "README.md").read_text()
+    section = readme.split("### Security\n", 1)[1].split("\n## ", 1)[0]
+    for words in (
+        "**The token**",
+        "secret masker",
+        "**The run marker**",
+        "marker_secret",
+        "It protects against",
+        "It does not protect against",
+        "**The emulator**",
+        "DBT_CLOUD_EMULATOR_TOKEN",
+        "**Links.**",
+    ):
+        assert words in section, words

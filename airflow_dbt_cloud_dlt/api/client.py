@@ -9,7 +9,11 @@ sessions of a process are closed when it exits.
 from __future__ import annotations
 
 import atexit
+import contextvars
+import http.client
+import io
 import os
+import socket
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -19,7 +23,11 @@ from typing import Any
 
 import requests
 import tenacity
+import urllib3.connection
+import urllib3.connectionpool
 import urllib3.exceptions
+import urllib3.poolmanager
+from requests.adapters import HTTPAdapter
 
 from . import _base, core
 from ._base import BaseClient, PoolKey, no_cookies, pool_key
@@ -36,13 +44,92 @@ DOWNLOAD_CHUNK = 1 << 20
 _NO_ANSWER = (requests.RequestException, urllib3.exceptions.HTTPError, OSError)
 
 
+#: When the answer being read must be complete (``time.monotonic()``), for this thread's request; None: no
+#: deadline for the whole answer (artifact downloads), only the per-read timeout.
+_DEADLINE: contextvars.ContextVar[float | None] = contextvars.ContextVar("dbt_cloud_deadline", default=None)
+
+
+class _DeadlineReader(io.RawIOBase):
+    """Reads of a socket that all end by a deadline: each waits at most what is left of it (and at most the
+    socket's own per-read timeout). The status line and headers are read through it too, so a server that
+    drips them a byte at a time meets the same deadline as one that drips the body."""
+
+    def __init__(self, sock: socket.socket, deadline: float) -> None:
+        super().__init__()
+        self._sock, self._deadline, self._timeout = sock, deadline, sock.gettimeout()
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        left = self._deadline - time.monotonic()
+        if left <= 0:
+            raise TimeoutError("the whole answer's deadline passed")
+        self._sock.settimeout(left if self._timeout is None else min(left, self._timeout))
+        return self._sock.recv_into(buffer)
+
+
+class _DeadlineResponse(http.client.HTTPResponse):
+    """``http.client``'s response, reading through a :class:`_DeadlineReader` while a deadline is set."""
+
+    def __init__(self, sock: socket.socket, *args: Any, **kwargs: Any) -> None:
+        super().__init__(sock, *args, **kwargs)
+        deadline = _DEADLINE.get()
+        if deadline is not None:
+            self.fp.close()  # the plain socket file: only drops its reference to the socket
+            self.fp = io.BufferedReader(_DeadlineReader(sock, deadline))
+
+
+class _HTTPConnection(urllib3.connection.HTTPConnection):
+    response_class = _DeadlineResponse
+
+
+class _HTTPSConnection(urllib3.connection.HTTPSConnection):
+    response_class = _DeadlineResponse
+
+
+class _HTTPPool(urllib3.connectionpool.HTTPConnectionPool):
+    ConnectionCls = _HTTPConnection
+
+
+class _HTTPSPool(urllib3.connectionpool.HTTPSConnectionPool):
+    ConnectionCls = _HTTPSConnection
+
+
+_POOL_CLASSES = {"http": _HTTPPool, "https": _HTTPSPool}
+
+
+class _DeadlineAdapter(HTTPAdapter):
+    """``requests``' adapter whose connections (direct or through an http proxy) read every answer, headers
+    included, within the deadline that :meth:`DbtCloudClient._send_once` sets."""
+
+    def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
+        super().init_poolmanager(*args, **kwargs)
+        self.poolmanager.pool_classes_by_scheme = _POOL_CLASSES
+
+    def proxy_manager_for(self, proxy: str, **proxy_kwargs: Any) -> Any:
+        manager = super().proxy_manager_for(proxy, **proxy_kwargs)
+        if manager.pool_classes_by_scheme is urllib3.poolmanager.pool_classes_by_scheme:  # not SOCKS
+            manager.pool_classes_by_scheme = _POOL_CLASSES
+        return manager
+
+
+def with_deadlines(session: requests.Session) -> requests.Session:
+    """``session`` with :class:`_DeadlineAdapter` for http and https, where it has ``requests``' default
+    adapters (adapters of its owner's own are left alone: there only the body is under the deadline)."""
+    for prefix in ("https://", "http://"):
+        if type(session.adapters.get(prefix)) is HTTPAdapter:
+            session.mount(prefix, _DeadlineAdapter())
+    return session
+
+
 def shared_session(credentials: DbtCloudCredentials) -> requests.Session:
     """This process's pooled session for these endpoint settings (host, TLS, proxies); no token inside."""
     key = (os.getpid(), pool_key(credentials))
     with _SESSIONS_LOCK:
         session = _SESSIONS.get(key)
         if session is None:
-            session = _SESSIONS[key] = requests.Session()
+            session = _SESSIONS[key] = with_deadlines(requests.Session())
             session.cookies.set_policy(no_cookies())
         return session
 
@@ -72,15 +159,24 @@ def _not_sent(exc: requests.RequestException) -> bool:
     return isinstance(reason, urllib3.exceptions.NewConnectionError)
 
 
-def _read_bounded(response: requests.Response, request: ApiRequest, creds: DbtCloudCredentials) -> bytes:
-    """The body, at most :func:`.core.body_limit` bytes, all of it within :func:`.core.answer_deadline`.
+def _timed_out(exc: BaseException, deadline: float | None) -> bool:
+    """True when ``exc`` is a read that ran into the whole answer's deadline (never a failed connect)."""
+    if deadline is None or time.monotonic() < deadline:
+        return False
+    if isinstance(exc, requests.ConnectTimeout) or (isinstance(exc, requests.RequestException) and _not_sent(exc)):
+        return False
+    return isinstance(exc, requests.Timeout | urllib3.exceptions.ReadTimeoutError | TimeoutError)
+
+
+def _read_bounded(
+    response: requests.Response, request: ApiRequest, creds: DbtCloudCredentials, deadline: float | None
+) -> bytes:
+    """The body, at most :func:`.core.body_limit` bytes, all of it by ``deadline`` (``time.monotonic()``).
 
     ``read1`` returns what one socket read brings, so a server that drips bytes meets the deadline between two
     reads, and each read waits at most what is left of it.
     """
     core.check_announced_size(request, response.headers)
-    seconds = core.answer_deadline(request, creds)
-    deadline = None if seconds is None else time.monotonic() + seconds
     limit, size, chunks = core.body_limit(request), 0, list[bytes]()
     while True:
         if deadline is not None:
@@ -128,7 +224,7 @@ class DbtCloudClient(BaseClient):
         session: requests.Session | None = None,
     ) -> None:
         super().__init__(credentials, retry)
-        self._own_session = session  # a session passed in is this client's, and closed with it
+        self._own_session = None if session is None else with_deadlines(session)  # this client's; closed with it
         core.warn_if_unverified(self.credentials)
 
     def __enter__(self) -> DbtCloudClient:
@@ -165,14 +261,22 @@ class DbtCloudClient(BaseClient):
         wait = self._reserve()
         if wait > 0:
             time.sleep(wait)
+        # The whole request, from sending to the last byte of the answer (headers too), within the timeout.
+        seconds = core.answer_deadline(request, creds)
+        deadline = None if seconds is None else time.monotonic() + seconds
+        context = _DEADLINE.set(deadline)
         try:
             response = (self._own_session or shared_session(creds)).request(**self._request_kwargs(request))
             with response:
-                body = _read_bounded(response, request, creds)
+                body = _read_bounded(response, request, creds, deadline)
         except requests.exceptions.SSLError as exc:
             self._no_answer(request, exc, sent=False, transient=False)
         except _NO_ANSWER as exc:  # resets, timeouts, cut bodies
+            if _timed_out(exc, deadline):
+                raise core.too_slow(request, creds) from None
             self._no_answer(request, exc, sent=not (isinstance(exc, requests.RequestException) and _not_sent(exc)))
+        finally:
+            _DEADLINE.reset(context)
         return self._answer(request, response.status_code, response.headers, body)
 
     def _download_once(self, request: ApiRequest, target: Path) -> int:
@@ -186,7 +290,7 @@ class DbtCloudClient(BaseClient):
             with response:
                 if 200 <= response.status_code < 300:
                     return _write_body(response, target)
-                body = _read_bounded(response, request, creds)
+                body = _read_bounded(response, request, creds, None)
         except requests.exceptions.SSLError as exc:
             self._no_answer(request, exc, sent=False, transient=False)
         except _NO_ANSWER as exc:  # resets, timeouts, bodies cut short: the download starts again

@@ -719,6 +719,8 @@ class RetryPolicy:
     initial_wait: float = 1.0
     max_wait: float = 30.0
     max_retry_after: float = 300.0
+    #: Log a warning before each retry (the shared poller, which reports per run instead, turns it off).
+    log_retries: bool = True
 
     def should_retry(self, request: ApiRequest, error: BaseException) -> bool:
         if not isinstance(error, DbtCloudError) or not error.transient:
@@ -749,6 +751,8 @@ class RetryPolicy:
             return self.wait_seconds(state.attempt_number, error)
 
         def before_sleep(state: tenacity.RetryCallState) -> None:
+            if not self.log_retries:
+                return
             error = state.outcome.exception() if state.outcome else None
             log.warning(
                 "%s Retrying in %.1f s (attempt %d of %d).",

@@ -24,7 +24,8 @@ class RunEvent:
     """How a wait for run ``run_id`` ended: small and JSON-safe, so it can cross to a deferred task.
 
     ``observed=False`` means the run could not be read at all (bad token, unknown run): not a dbt failure.
-    ``run_status`` is dbt Cloud's status code when the run was read; ``run_url`` its page when known.
+    ``run_status`` is dbt Cloud's status code when the run was read; ``run_url`` its page when known (built by
+    :func:`.reporting.run_url` on the configured host, never the API's ``href`` unchecked).
     """
 
     status: EventStatus
@@ -50,7 +51,7 @@ class RunEvent:
             cut = detail if len(detail) <= MAX_STATUS_MESSAGE else detail[: MAX_STATUS_MESSAGE - 1] + "…"
             message += f" {cut}"
         name: EventStatus = "success" if status is RunStatus.SUCCESS else status.event_name  # type: ignore[assignment]
-        return cls(name, int(run["id"]), message, run_status=int(status), run_url=run_url or run.get("href"))
+        return cls(name, int(run["id"]), message, run_status=int(status), run_url=run_url)
 
     @classmethod
     def timed_out(
@@ -63,7 +64,7 @@ class RunEvent:
             run_id,
             message or f"dbt Cloud run {run_id} did not finish within the timeout (last status: {last}).",
             run_status=run_status(run).value if run else None,
-            run_url=run_url or (run.get("href") if run else None),
+            run_url=run_url,
         )
 
     @classmethod

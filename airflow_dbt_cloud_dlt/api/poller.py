@@ -30,8 +30,57 @@ from .reporting import progress_state
 #: Called with a run whenever its status (or running step, when the answer lists steps) changes.
 OnChange = Callable[[dict[str, Any]], None]
 
-#: Polls retry briefly: the next tick is itself a retry.
-POLL_RETRY = RetryPolicy(max_attempts=3, initial_wait=0.5, max_wait=5.0)
+#: Polls retry briefly: the next tick is itself a retry. Retries are not logged: :class:`_Trouble` reports.
+POLL_RETRY = RetryPolicy(max_attempts=3, initial_wait=0.5, max_wait=5.0, log_retries=False)
+
+
+class _Trouble:
+    """Failed reads, reported once per run and then as a count: a server that answers badly for the whole
+    timeout (tens of thousands of ticks at the defaults) gets a handful of log lines, not one per tick."""
+
+    def __init__(self) -> None:
+        self.failures: dict[int, int] = {}  # run id -> ticks in a row on which it could not be read
+        self.crashes = 0  # ticks that failed with an unexpected error
+
+    def failed(self, run_ids: list[int], error: BaseException) -> None:
+        new = [run_id for run_id in run_ids if run_id not in self.failures]
+        for run_id in run_ids:
+            self.failures[run_id] = self.failures.get(run_id, 0) + 1
+        if new:
+            shown = ", ".join(map(str, new))
+            log.warning(
+                "Could not read dbt Cloud runs %s (%s); will try again (the count is logged from now on).", shown, error
+            )
+            return
+        counts = sorted({self.failures[run_id] for run_id in run_ids})
+        if any(_milestone(count) for count in counts):
+            log.warning(
+                "dbt Cloud runs %s still could not be read, %d ticks in a row (last: %s).",
+                ", ".join(map(str, run_ids)),
+                counts[-1],
+                error,
+            )
+
+    def read(self, run_id: int) -> None:
+        failed = self.failures.pop(run_id, 0)
+        if failed:
+            log.info("Read dbt Cloud run %s again after %d failed ticks.", run_id, failed)
+
+    def forget(self, run_id: int) -> None:
+        self.failures.pop(run_id, None)
+
+    def crashed(self) -> None:
+        """A tick failed unexpectedly: the first time with its traceback, then as a count."""
+        self.crashes += 1
+        if self.crashes == 1:
+            log.exception("dbt Cloud poller tick failed; trying again next tick (later failures are counted).")
+        elif _milestone(self.crashes):
+            log.warning("dbt Cloud poller ticks failed %d times so far; still trying.", self.crashes, exc_info=False)
+
+
+def _milestone(count: int) -> bool:
+    """10, 100, 1000, ...: when a count is worth a line."""
+    return count >= 10 and str(count).rstrip("0") == "1"
 
 
 @dataclass(eq=False)
@@ -56,6 +105,7 @@ class RunPoller:
         self._interval_changed = asyncio.Event()
         self._pk_in_supported = True
         self._reported_missing: set[int] = set()
+        self._trouble = _Trouble()
 
     @property
     def run_ids(self) -> set[int]:
@@ -91,6 +141,7 @@ class RunPoller:
         waiters.discard(waiter)
         if not waiters:
             self._waiters.pop(waiter.run_id, None)
+            self._trouble.forget(waiter.run_id)
         self._intervals[waiter.poll_interval] -= 1
         if self._intervals[waiter.poll_interval] <= 0:
             del self._intervals[waiter.poll_interval]
@@ -111,7 +162,7 @@ class RunPoller:
             try:
                 await self._poll_once()
             except Exception:  # never let one bad tick kill the poller and strand its waiters
-                log.exception("dbt Cloud poller tick failed; trying again next tick.")
+                self._trouble.crashed()
             delay = self._interval() - (time.monotonic() - started)
             if delay > 0:
                 with contextlib.suppress(TimeoutError):
@@ -149,6 +200,7 @@ class RunPoller:
             else:
                 found[run_id] = result
         for run_id, run in found.items():
+            self._trouble.read(run_id)
             self._report(run_id, run)
             if is_terminal(run):
                 self._resolve(run_id, run)
@@ -171,7 +223,7 @@ class RunPoller:
         """Transient errors wait for the next tick; others (401, 403, 404) end the affected waits."""
         unread.update(run_ids)
         if error.transient:
-            log.warning("Could not read dbt Cloud runs this tick (%s); will try again.", error)
+            self._trouble.failed(run_ids, error)
             return
         for run_id in run_ids:
             for waiter in self._waiters.get(run_id, ()):

@@ -9,7 +9,9 @@ import json
 import logging
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
+from urllib.parse import quote, urlsplit
 
+from .credentials import is_loopback
 from .errors import DbtCloudError
 from .models import RunStatus, status_text
 
@@ -39,12 +41,40 @@ def scrub(text: str, token: str) -> str:
     return text.replace(token, "***") if token else text
 
 
+def is_web_link(url: object) -> bool:
+    """True for a URL a browser may be sent to: https (or plain http to a loopback host, the emulator), no user
+    name or password, no white space or control characters."""
+    if not isinstance(url, str) or not url.isprintable() or any(ch.isspace() for ch in url) or len(url) > 2000:
+        return False
+    try:
+        parts = urlsplit(url)
+        host = parts.hostname or ""
+    except ValueError:
+        return False
+    if parts.username is not None or parts.password is not None or not host:
+        return False
+    return parts.scheme == "https" or (parts.scheme == "http" and is_loopback(host))
+
+
 def run_url(run: dict[str, Any], base_url: str) -> str:
-    """The run's page in dbt Cloud (``href`` when the API gives one)."""
+    """The run's page in dbt Cloud, on the configured host ``base_url``.
+
+    The API's ``href`` is used only when it is a web link (:func:`is_web_link`) on that very host (scheme, host
+    and port): a hostile or broken server cannot put a link to anywhere else into XCom and the UI. Otherwise
+    the page is built from ``base_url`` and the run's ids.
+    """
     href = run.get("href")
-    if href:
-        return str(href)
-    return f"{base_url}/deploy/{run.get('account_id')}/projects/{run.get('project_id')}/runs/{run.get('id')}/"
+    if is_web_link(href) and is_web_link(base_url):
+        page, home = urlsplit(str(href)), urlsplit(base_url)
+        if (page.scheme, page.netloc.lower()) == (home.scheme, home.netloc.lower()):
+            return str(href)
+    account, project, run_id = (_path_part(run.get(name)) for name in ("account_id", "project_id", "id"))
+    return f"{base_url}/deploy/{account}/projects/{project}/runs/{run_id}/"
+
+
+def _path_part(value: object) -> str:
+    """An id for a URL path: digits as they are, anything else percent-encoded (no "/", "?" or "#")."""
+    return str(value) if type(value) is int else quote(str(value), safe="")
 
 
 def _current_step(run: dict[str, Any]) -> dict[str, Any] | None:

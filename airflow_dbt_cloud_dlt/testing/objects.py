@@ -116,7 +116,7 @@ def run_obj(state: EmulatorState, run: Run, now: float, include: set[str]) -> Js
         | {"created_at_humanized": f"{api.humanize(now - created)} ago"}
         | {"finished_at_humanized": None if st.finished is None else f"{api.humanize(now - st.finished)} ago"}
         | {"retrying_run_id": run.retrying_run_id, "can_retry": can_retry, "retry_not_supported_reason": reason}
-        | {"href": f"{state.base_url}/deploy/{j.account_id}/projects/{j.project_id}/runs/{run.id}/"}
+        | {"href": j.href or f"{state.base_url}/deploy/{j.account_id}/projects/{j.project_id}/runs/{run.id}/"}
     )
 
 

@@ -76,6 +76,8 @@ class JobScript:
     failing_nodes: list[str] = field(default_factory=list)
     #: Artifacts replaced (text) or removed (None) by path, in every step that has artifacts.
     files: dict[str, str | None] = field(default_factory=dict)
+    #: What its runs report as ``href`` (to test a hostile answer); default: the run's page on the emulator.
+    href: str | None = None
 
     def __post_init__(self) -> None:
         self.steps = [StepScript(**s) if isinstance(s, dict) else s for s in self.steps]
