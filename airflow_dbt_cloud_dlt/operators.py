@@ -77,6 +77,7 @@ _ARG_KINDS = {
     "poll_interval": "seconds",
     "timeout": "seconds",
     "cancel_on_timeout": "bool",
+    "cancel_on_kill": "bool",
     "retry_from_failure": "bool",
     "reuse_existing_run": "bool",
     "asset_namespace": "text",
@@ -128,6 +129,9 @@ class RunDbtCloudJobOperator(RunWaitMixin, BaseOperator):
     :param deferrable: wait on the triggerer instead of holding a worker slot.
     :param poll_interval: seconds between status checks.
     :param timeout: the longest wait; then the run is cancelled (``cancel_on_timeout``) and the task fails.
+    :param cancel_on_kill: cancel the run when the task stops waiting for it: killed, marked failed or success,
+        cleared, timed out, a zombie, its DAG run failed or deleted, also while no triggerer runs its trigger
+        (the triggerer's reconciler, :mod:`airflow_dbt_cloud_dlt.orphans`). False leaves the run going.
     :param retry_from_failure: on an Airflow retry after this task's run failed, rerun it from the point of
         failure instead of starting it from scratch.
     :param reuse_existing_run: when the job has a run in progress, wait for that run instead of triggering.
@@ -181,6 +185,7 @@ class RunDbtCloudJobOperator(RunWaitMixin, BaseOperator):
         poll_interval: float = DEFAULT_POLL_INTERVAL,
         timeout: timedelta | float | None = DEFAULT_TIMEOUT,
         cancel_on_timeout: bool = True,
+        cancel_on_kill: bool = True,
         retry_from_failure: bool = False,
         reuse_existing_run: bool = False,
         hook_params: dict[str, Any] | None = None,
@@ -217,6 +222,7 @@ class RunDbtCloudJobOperator(RunWaitMixin, BaseOperator):
         self.poll_interval = poll_interval
         self.timeout = seconds(timeout)
         self.cancel_on_timeout = cancel_on_timeout
+        self.cancel_on_kill = cancel_on_kill
         self.retry_from_failure = retry_from_failure
         self.reuse_existing_run = reuse_existing_run
         self.asset_alias = asset_alias
@@ -275,13 +281,16 @@ class RunDbtCloudJobOperator(RunWaitMixin, BaseOperator):
     def _attach_or_trigger(self, client: DbtCloudClient, context: Context, job_id: int) -> dict[str, Any]:
         """The run of this try: see :func:`.api.idempotency.trigger_once`."""
         from .api.idempotency import cause_with_marker, trigger_once  # tenacity: not at DAG parse
-        from .markers import marker_of
+        from .markers import marker_of, waited_suffix
 
         ti = context["ti"]
         series, try_number = first_try(ti, self.retries), int(getattr(ti, "try_number", 1) or 1)
         marker = marker_of(ti)
         body = trigger_body(self, ti)
-        body["cause"] = cause_with_marker(body["cause"], marker)
+        # A run the task waits for, and that it may cancel, says so verifiably: the orphaned-run reconciler
+        # (``orphans``) cancels only such runs, once their task no longer waits.
+        waited = f" {waited_suffix(marker, job_id)}" if self.wait_for_termination and self.cancel_on_kill else ""
+        body["cause"] = cause_with_marker(body["cause"], marker + waited)
         run, how = trigger_once(
             client,
             job_id,
@@ -325,6 +334,9 @@ class RunDbtCloudJobOperator(RunWaitMixin, BaseOperator):
         from .api.waiting import wait_for_run  # it needs the retry policy (tenacity): not at DAG parse
 
         if self.run_id is None:
+            return
+        if not self.cancel_on_kill:
+            self.log.info("Task killed; dbt Cloud run %s is left to run (cancel_on_kill=False).", self.run_id)
             return
         try:
             with self.hook.get_conn() as client:
