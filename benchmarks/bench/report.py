@@ -10,7 +10,7 @@ from importlib.metadata import version
 from pathlib import Path
 from typing import Any
 
-from .scenarios import artifact, capacity, faults, imports, scale, waiting
+from .scenarios import artifact, capacity, faults, imports, scale, selective, waiting
 from .table import Target
 
 
@@ -117,5 +117,6 @@ def render(
     lines += imports.render((extra or {}).get("imports"))
     lines += artifact.render((extra or {}).get("artifact"))
     lines += capacity.FOOTNOTE
+    lines += selective.render((extra or {}).get("selective"))
     lines += notes(info)
     return "\n".join(lines) + "\n"
