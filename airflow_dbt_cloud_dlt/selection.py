@@ -252,7 +252,8 @@ def changed_tables(value: Any, *, namespace: str | None = None) -> list[TableNam
 
         text = value.strip()
         value = _literal(text) if text[:1] in ("[", "(") else ([text] if text else [])
-    items = list(value) if isinstance(value, list | tuple | set | frozenset) else [value]
+    is_load_info = hasattr(value, "load_packages")  # dlt's LoadInfo is a NamedTuple: not a list of tables
+    items = list(value) if isinstance(value, list | tuple | set | frozenset) and not is_load_info else [value]
     found: dict[str, TableName] = {}
     for item in items:
         if hasattr(item, "load_packages"):  # a dlt LoadInfo

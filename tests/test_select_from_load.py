@@ -234,6 +234,28 @@ def test_plan_from_the_jobs_manifest(emulator: Any, client: Any) -> None:
     assert fallback.fallback and "manifest.json of dbt Cloud job 3 cannot be read" in fallback.reason
 
 
+def test_a_real_dlt_load_info_selects_the_sources_it_wrote(emulator: Any, client: Any, tmp_path: Any) -> None:
+    import dlt
+
+    @dlt.resource(name="orders")
+    def orders() -> Any:
+        yield [{"order_id": 1, "items": [{"sku": "a"}]}]  # and a child table, orders__items, which no source reads
+
+    pipeline = dlt.pipeline(
+        pipeline_name="select_shop",
+        destination=dlt.destinations.duckdb(str(tmp_path / "warehouse.duckdb")),
+        dataset_name="raw",
+        pipelines_dir=str(tmp_path / "pipelines"),
+    )
+    info = pipeline.run(orders())
+    full_run(emulator, dbt_job(5))
+    plan = plan_selection(client, 5, changed_tables(info))
+    assert plan.selectors == ["source:raw.orders+"]
+    assert plan.steps == ["dbt deps", "dbt build --select source:raw.orders+"]
+    # the dbt project's warehouse (its asset_namespace) is another DuckDB file: nothing there was changed
+    assert plan_selection(client, 5, changed_tables(info), namespace=NAMESPACE).skip
+
+
 def test_a_job_without_a_selecting_step_is_a_clear_error(emulator: Any, client: Any) -> None:
     full_run(emulator, dbt_job(4, "dbt build"))
     with pytest.raises(InvalidSelectError, match="no step that selects nodes"):
