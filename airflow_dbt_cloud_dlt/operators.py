@@ -442,6 +442,7 @@ class DbtCloudRunJobOperator(RunDbtCloudJobOperator):
     and ``poll_interval``. ``timeout`` ends the wait without cancelling the run; ``execution_timeout`` cancels
     it. Returns the run id. ``openlineage_inject_parent_job_info`` is accepted; it takes effect with this
     package's OpenLineage support. docs/migrating-from-the-official-provider.md lists the differences.
+    This package's ``select_from_load`` (templated here too) and ``select_fallback`` are accepted as keywords.
     """
 
     template_fields: Sequence[str] = (
