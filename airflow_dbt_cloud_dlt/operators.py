@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from datetime import datetime, timedelta, timezone
 from typing import TYPE_CHECKING, Any, NoReturn
 
-from ._compat import BaseOperator, Context
+from ._compat import AirflowException, AirflowFailException, AirflowSkipException, BaseOperator, Context
 from ._official_names import DbtCloudJobRunException, DbtCloudJobRunStatus, DbtCloudResourceLookupError
 from ._tasks import (
     OFFICIAL_DEFERRABLE,
@@ -52,8 +52,10 @@ _INT_OVERRIDES = ("threads_override", "timeout_seconds_override")
 _TEXT_OVERRIDES = ("schema_override", "git_sha", "git_branch", "target_name_override", "dbt_version_override")
 TEMPLATE_FIELDS = (
     *("dbt_cloud_conn_id", "job_id", "project_name", "environment_name", "job_name", "account_id", "cause"),
-    *("steps_override", *_TEXT_OVERRIDES, *_INT_OVERRIDES, "generate_docs_override", "data"),
+    *("steps_override", *_TEXT_OVERRIDES, *_INT_OVERRIDES, "generate_docs_override", "data", "select_from_load"),
 )
+#: What ``select_fallback`` takes: run the whole job, or fail, when the job's manifest cannot be read.
+SELECT_FALLBACKS = ("full_run", "fail")
 #: What the task log says when a try did not simply trigger a new run.
 _HOW = {
     "attached": "attaching to run %s that an earlier try started (%s); not triggering again.",
@@ -82,6 +84,7 @@ _ARG_KINDS = {
     "reuse_existing_run": "bool",
     "asset_namespace": "text",
     "assets_on_failure": "bool",
+    "select_fallback": "text",
 }
 
 
@@ -146,6 +149,14 @@ class RunDbtCloudJobOperator(RunWaitMixin, BaseOperator):
     :param assets_on_failure: when the run fails, leave the events of the nodes that succeeded in XCom
         ``dbt_asset_events`` (default True). The task still fails, and Airflow records outlet events only of
         tasks that succeed: a follow-up task announces them with ``dbt_assets.emit_recorded_events``.
+    :param select_from_load: run only what a dlt load changed: the tables it wrote (Asset URIs, ``LoadedTable``s,
+        dicts with a ``uri``, or a dlt ``LoadInfo``; a list, or an XCom of one; templated). The job's latest
+        ``manifest.json`` names the dbt sources that are those tables, and each selecting dbt step of the job
+        (or of ``steps_override``) runs with ``--select source:<source>.<table>+``, intersected with its own
+        ``--select``. When nothing in the project reads the tables the task is skipped. See
+        :mod:`airflow_dbt_cloud_dlt.selection`. Needs the ``assets`` extra (ijson).
+    :param select_fallback: when ``select_from_load`` cannot read the job's manifest (none yet, malformed, too
+        new): ``"full_run"`` (default) runs the whole job and says so in the log, ``"fail"`` fails the task.
 
     Pushes XCom ``run_id`` and ``run_url`` right after the trigger and returns the run id. An
     ``execution_timeout`` always cancels the run (the wait ends 5 s before it, to have time to).
@@ -192,6 +203,8 @@ class RunDbtCloudJobOperator(RunWaitMixin, BaseOperator):
         asset_alias: str | None = None,
         asset_namespace: str | None = None,
         assets_on_failure: bool = True,
+        select_from_load: Any = None,
+        select_fallback: str = "full_run",
         **kwargs: Any,
     ) -> None:
         super().__init__(**with_asset_alias(kwargs, asset_alias))
@@ -229,9 +242,16 @@ class RunDbtCloudJobOperator(RunWaitMixin, BaseOperator):
         check_asset_namespace(self.task_id, asset_namespace)
         self.asset_namespace = asset_namespace
         self.assets_on_failure = assets_on_failure
+        self.select_from_load = select_from_load
+        if select_fallback not in SELECT_FALLBACKS:
+            raise ValueError(
+                f"{self.task_id}: select_fallback must be one of {SELECT_FALLBACKS}; got {select_fallback!r}."
+            )
+        self.select_fallback = select_fallback
         if asset_alias and not wait_for_termination:
             raise ValueError(f"{self.task_id}: asset_alias needs wait_for_termination=True (events follow the run).")
         self.run_id: int | None = None
+        self.selected_steps: list[str] | None = None
 
     # --- helpers ----------------------------------------------------------------------------------
 
@@ -248,6 +268,8 @@ class RunDbtCloudJobOperator(RunWaitMixin, BaseOperator):
     def execute(self, context: Context) -> int:
         with self.hook.get_conn() as client:
             job_id = resolve_job_id(self, client)
+            if self.select_from_load is not None:
+                self._select_from_load(client, job_id)
             run = self._attach_or_trigger(client, context, job_id)
             self.run_id = int(run["id"])
             self.run_url = run_url(run, client.credentials.base_url)
@@ -277,6 +299,34 @@ class RunDbtCloudJobOperator(RunWaitMixin, BaseOperator):
             )
         self.cancel_on_timeout = cancel_on_timeout
         return super().execute_complete(context, event)
+
+    def _select_from_load(self, client: DbtCloudClient, job_id: int) -> None:
+        """Narrow the run to what the load changed (``select_from_load``): set the steps to send, skip the task,
+        or leave the job whole (``select_fallback``). See :mod:`.selection`."""
+        from .api.errors import DbtCloudConfigError
+        from .selection import InvalidSelectError, changed_tables, plan_selection  # not at DAG parse
+
+        try:
+            tables = changed_tables(self.select_from_load)
+            steps = trigger_steps(self)
+            namespace = self.asset_namespace or self.hook.asset_namespace
+            plan = plan_selection(client, job_id, tables, steps=steps, namespace=namespace)
+        except (InvalidSelectError, DbtCloudConfigError, ValueError) as error:
+            raise AirflowFailException(f"{self.task_id}: select_from_load: {error}") from None
+        for note in plan.notes:
+            self.log.info("select_from_load: %s.", note)
+        if plan.skip:
+            self.log.info("select_from_load: skipping dbt Cloud job %s: %s.", job_id, plan.reason)
+            raise AirflowSkipException(f"Nothing to run in dbt Cloud job {job_id}: {plan.reason}.")
+        if plan.fallback:
+            if self.select_fallback == "fail":
+                raise AirflowException(f"{self.task_id}: select_from_load: {plan.reason} (select_fallback='fail').")
+            self.log.warning("select_from_load: running the whole dbt Cloud job %s: %s.", job_id, plan.reason)
+            return
+        self.log.info(
+            "select_from_load: %s. Running only %s; steps: %s", plan.reason, " ".join(plan.selectors), plan.steps
+        )
+        self.selected_steps = plan.steps
 
     def _attach_or_trigger(self, client: DbtCloudClient, context: Context, job_id: int) -> dict[str, Any]:
         """The run of this try: see :func:`.api.idempotency.trigger_once`."""
@@ -347,6 +397,18 @@ class RunDbtCloudJobOperator(RunWaitMixin, BaseOperator):
             self.log.warning("Could not confirm the cancel of dbt Cloud run %s: %s", self.run_id, error)
 
 
+def trigger_steps(op: RunDbtCloudJobOperator) -> list[str] | None:
+    """The steps the trigger would override the job's with (``data``'s ``steps_override``, which is merged last,
+    else ``steps_override``); None: the job's own."""
+    from .api.errors import DbtCloudConfigError
+
+    try:
+        data = as_data(op.data, op.data_param) or {}
+        return as_steps(data["steps_override"]) if data.get("steps_override") else as_steps(op.steps_override)
+    except ValueError as error:
+        raise DbtCloudConfigError(f"{op.task_id}: {error}") from None
+
+
 def trigger_body(op: RunDbtCloudJobOperator, ti: Any) -> dict[str, Any]:
     """The trigger request's fields: the overrides as dbt Cloud types them, ``data`` merged last."""
     from .api.errors import DbtCloudConfigError
@@ -361,6 +423,8 @@ def trigger_body(op: RunDbtCloudJobOperator, ti: Any) -> dict[str, Any]:
     body["generate_docs_override"] = _as_bool(op.generate_docs_override)
     body["steps_override"] = steps
     body.update(data)
+    if getattr(op, "selected_steps", None) is not None:  # select_from_load's steps replace those it narrowed
+        body["steps_override"] = op.selected_steps
     body["cause"] = str(readable)
     return {key: value for key, value in body.items() if value is not None}
 
@@ -390,11 +454,12 @@ class DbtCloudRunJobOperator(RunDbtCloudJobOperator):
     and ``poll_interval``. ``timeout`` ends the wait without cancelling the run; ``execution_timeout`` cancels
     it. Returns the run id. ``openlineage_inject_parent_job_info`` is accepted; it takes effect with this
     package's OpenLineage support. docs/migrating-from-the-official-provider.md lists the differences.
+    This package's ``select_from_load`` (templated here too) and ``select_fallback`` are accepted as keywords.
     """
 
     template_fields: Sequence[str] = (
         *("dbt_cloud_conn_id", "job_id", "project_name", "environment_name", "job_name", "account_id"),
-        *("trigger_reason", "steps_override", "schema_override", "additional_run_config"),
+        *("trigger_reason", "steps_override", "schema_override", "additional_run_config", "select_from_load"),
     )
     template_fields_renderers = {"additional_run_config": "json", "steps_override": "json"}
     operator_extra_links = (DbtCloudRunJobOperatorLink(),)

@@ -10,7 +10,7 @@ from importlib.metadata import version
 from pathlib import Path
 from typing import Any
 
-from .scenarios import artifact, capacity, faults, imports, orphans, scale, waiting
+from .scenarios import artifact, capacity, faults, imports, orphans, scale, selective, waiting
 from .table import Target
 
 
@@ -119,5 +119,6 @@ def render(
     lines += artifact.render((extra or {}).get("artifact"))
     lines += orphans.render((extra or {}).get("orphans"))
     lines += capacity.FOOTNOTE
+    lines += selective.render((extra or {}).get("selective"))
     lines += notes(info)
     return "\n".join(lines) + "\n"

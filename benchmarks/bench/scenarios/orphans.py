@@ -163,6 +163,9 @@ def _trial(stack: _Stack, emulator: Any, side: str, job_id: int, index: int) -> 
 def run(bench: Bench) -> None:
     from airflow_dbt_cloud_dlt.testing import DbtCloudEmulator, JobScript
 
+    if bench.args.quick and "orphans" not in bench.args.only:
+        print("[bench]   orphans: skipped in --quick (it starts a whole Airflow stack); name it in --only to run it")
+        return
     trials = QUICK_TRIALS if bench.args.quick else TRIALS
     home = bench.workdir / "orphans_airflow"
     figures: dict[str, Any] = {"window_s": WINDOW}
