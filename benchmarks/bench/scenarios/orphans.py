@@ -1,7 +1,7 @@
 """``orphans``: a deferred task is marked failed while the triggerer is down; is its dbt Cloud run cancelled?
 
 A real Airflow 3 stack (api-server, scheduler, dag-processor, triggerer; LocalExecutor on SQLite) in a work
-dir, against an in-process emulator on loopback (plain http: Airflow's processes need no CA). Each trial: the
+dir, against the benchmark's emulator over https (its CA trusted through the environment). Each trial: the
 scheduler starts a one-task DAG run, the task triggers a 10-minute dbt Cloud run and defers; the triggerer is
 stopped; the task is marked failed through the REST API; the triggerer is started again. The trial records
 whether the run was cancelled within :data:`WINDOW` seconds of the mark (else it is an orphan) and how long
@@ -13,7 +13,6 @@ trigger, the reconciler when the trigger was gone). Ours runs :data:`TRIALS` tri
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import signal
 import socket
@@ -27,14 +26,16 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from ..clients import connection_json
+from ..config import ACCOUNT
 from ..context import Bench
+from ..emulator import Emulator
 from ..table import Target
 
 TRIALS = {"ours": 20, "official": 3}
 QUICK_TRIALS = {"ours": 2, "official": 1}
 #: A run not cancelled this long after the task was marked failed is an orphan (the issue's bound).
 WINDOW = 60.0
-TOKEN = "dbtc_orphans-bench"
 DAGS = textwrap.dedent(
     """
     from datetime import datetime
@@ -71,11 +72,10 @@ def _wait(condition: Callable[[], Any], timeout: float) -> Any:
 
 
 class _Stack:
-    def __init__(self, home: Path, base_url: str) -> None:
+    def __init__(self, home: Path, emulator: Emulator) -> None:
         self.home, self.port = home, _free_port()
         (home / "dags").mkdir(parents=True, exist_ok=True)
         (home / "dags" / "orphans_dags.py").write_text(DAGS)
-        connection = {"conn_type": "dbt_cloud", "host": base_url, "login": "1", "password": TOKEN}
         self.env = {
             **{k: v for k, v in os.environ.items() if not k.startswith(("AIRFLOW", "DBT_CLOUD"))},
             "AIRFLOW_HOME": str(home),
@@ -88,8 +88,10 @@ class _Stack:
             "AIRFLOW__API__BASE_URL": f"http://127.0.0.1:{self.port}",
             "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_ALL_ADMINS": "True",
             "AIRFLOW__DBT_CLOUD__MARKER_SECRET": "orphans-bench-secret",
-            "AIRFLOW_CONN_DBT_CLOUD_DEFAULT": json.dumps({**connection, "conn_type": "dbtclouddlt"}),
-            "AIRFLOW_CONN_DBT_OFFICIAL": json.dumps(connection),
+            "AIRFLOW_CONN_DBT_CLOUD_DEFAULT": connection_json("ours", emulator),
+            "AIRFLOW_CONN_DBT_OFFICIAL": connection_json("official", emulator),
+            "SSL_CERT_FILE": emulator.ca_cert,
+            "REQUESTS_CA_BUNDLE": emulator.ca_cert,
             "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
         }
         self.processes: dict[str, subprocess.Popen[bytes]] = {}
@@ -136,22 +138,26 @@ class _Stack:
         return "\n".join(p.read_text(errors="replace") for p in self.home.glob("*.out"))
 
 
-def _trial(stack: _Stack, emulator: Any, side: str, job_id: int, index: int) -> dict[str, Any]:
+def _status(emulator: Emulator, run_id: int) -> int:
+    return int(emulator.runs()[run_id]["status"])
+
+
+def _trial(stack: _Stack, emulator: Emulator, side: str, job_id: int, index: int) -> dict[str, Any]:
     dag_id = f"orphans_{side}"
     run_id = f"trial_{index}"
     stack.api("POST", f"/dags/{dag_id}/dagRuns", json={"dag_run_id": run_id, "logical_date": None})
     if not _wait(lambda: stack.ti_state(dag_id, run_id) == "deferred", 180):
         raise RuntimeError(f"{dag_id} {run_id} never deferred:\n{stack.log_text()[-3000:]}")
-    (dbt_run,) = [run for run in emulator.runs.values() if run["job_definition_id"] == job_id and run["status"] < 10]
+    (dbt_run,) = [run for run in emulator.runs().values() if run["job_definition_id"] == job_id and run["status"] < 10]
     stack.stop("triggerer")
     stack.api("PATCH", f"/dags/{dag_id}/dagRuns/{run_id}/taskInstances/dbt", json={"new_state": "failed"})
     marked = time.monotonic()
     time.sleep(2)
     stack.start("triggerer")
-    cancelled = _wait(lambda: emulator.get_run(dbt_run["id"])["status"] == 30, WINDOW - (time.monotonic() - marked))
+    cancelled = _wait(lambda: _status(emulator, dbt_run["id"]) == 30, WINDOW - (time.monotonic() - marked))
     took = time.monotonic() - marked if cancelled else None
-    if not cancelled:
-        emulator.cancel_run(dbt_run["id"])  # clean up: the next trial starts from no running run
+    if not cancelled:  # clean up: the next trial starts from no running run
+        emulator.session.post(f"{emulator.base_url}/api/v2/accounts/{ACCOUNT}/runs/{dbt_run['id']}/cancel/", timeout=30)
     by_reconciler = f"Cancelling dbt Cloud run {dbt_run['id']}" in stack.log_text()
     path = "reconciler" if by_reconciler else ("on_kill" if cancelled else None)
     print(
@@ -161,37 +167,36 @@ def _trial(stack: _Stack, emulator: Any, side: str, job_id: int, index: int) -> 
 
 
 def run(bench: Bench) -> None:
-    from airflow_dbt_cloud_dlt.testing import DbtCloudEmulator, JobScript
-
     if bench.args.quick and "orphans" not in bench.args.only:
         print("[bench]   orphans: skipped in --quick (it starts a whole Airflow stack); name it in --only to run it")
         return
     trials = QUICK_TRIALS if bench.args.quick else TRIALS
     home = bench.workdir / "orphans_airflow"
     figures: dict[str, Any] = {"window_s": WINDOW}
-    with DbtCloudEmulator(accounts={1: TOKEN}) as emulator:
-        for job_id in (301, 302):
-            emulator.add_job(JobScript(job_id=job_id, account_id=1, run_seconds=600, serial=False))
-        stack = _Stack(home, emulator.base_url)
-        stack.airflow("db", "migrate")
-        for name in ("api-server", "scheduler", "dag-processor", "triggerer"):
-            stack.start(name)
-        try:
-            _wait(lambda: _answers(stack.port), 120)
-            _wait(lambda: _dags_parsed(stack), 180)
-            for side, job_id in (("ours", 301), ("official", 302)):
-                results = [_trial(stack, emulator, side, job_id, index) for index in range(trials[side])]
-                times = [r["seconds"] for r in results if r["seconds"] is not None]
-                figures[side] = {
-                    "trials": len(results),
-                    "orphaned": sum(not r["cancelled"] for r in results),
-                    "median_s": statistics.median(times) if times else None,
-                    "max_s": max(times) if times else None,
-                    "paths": {p: sum(r["path"] == p for r in results) for p in ("on_kill", "reconciler")},
-                }
-        finally:
-            for name in list(stack.processes):
-                stack.stop(name)
+    emulator = bench.emulator
+    for job_id in (301, 302):
+        job = {"job_id": job_id, "account_id": ACCOUNT, "name": f"orphans {job_id}", "outcome": "success"}
+        emulator.control("POST", "jobs/", {**job, "run_seconds": 600, "serial": False})
+    stack = _Stack(home, emulator)
+    stack.airflow("db", "migrate")
+    for name in ("api-server", "scheduler", "dag-processor", "triggerer"):
+        stack.start(name)
+    try:
+        _wait(lambda: _answers(stack.port), 120)
+        _wait(lambda: _dags_parsed(stack), 180)
+        for side, job_id in (("ours", 301), ("official", 302)):
+            results = [_trial(stack, emulator, side, job_id, index) for index in range(trials[side])]
+            times = [r["seconds"] for r in results if r["seconds"] is not None]
+            figures[side] = {
+                "trials": len(results),
+                "orphaned": sum(not r["cancelled"] for r in results),
+                "median_s": statistics.median(times) if times else None,
+                "max_s": max(times) if times else None,
+                "paths": {p: sum(r["path"] == p for r in results) for p in ("on_kill", "reconciler")},
+            }
+    finally:
+        for name in list(stack.processes):
+            stack.stop(name)
     bench.extra["orphans"] = figures
 
 
