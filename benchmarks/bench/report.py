@@ -114,11 +114,11 @@ def render(
     lines += faults.render(results)
     lines += faults.render_stress(results)
     lines += capacity.render(conc)
+    lines += capacity.FOOTNOTE
     lines += scale.render(live)
     lines += imports.render((extra or {}).get("imports"))
     lines += artifact.render((extra or {}).get("artifact"))
     lines += orphans.render((extra or {}).get("orphans"))
-    lines += capacity.FOOTNOTE
     lines += selective.render((extra or {}).get("selective"))
     lines += notes(info)
     return "\n".join(lines) + "\n"
