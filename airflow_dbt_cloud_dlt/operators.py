@@ -81,6 +81,7 @@ _ARG_KINDS = {
     "reuse_existing_run": "bool",
     "asset_namespace": "text",
     "assets_on_failure": "bool",
+    "openlineage_inject_parent_job_info": "bool",
 }
 
 
@@ -142,6 +143,13 @@ class RunDbtCloudJobOperator(RunWaitMixin, BaseOperator):
     :param assets_on_failure: when the run fails, leave the events of the nodes that succeeded in XCom
         ``dbt_asset_events`` (default True). The task still fails, and Airflow records outlet events only of
         tasks that succeed: a follow-up task announces them with ``dbt_assets.emit_recorded_events``.
+    :param openlineage_inject_parent_job_info: make the run's ``cause`` the task's OpenLineage parent (and root)
+        run as JSON, so that a lineage consumer reading dbt Cloud runs links the run back to this task (needs the
+        ``openlineage`` extra; see :func:`airflow_dbt_cloud_dlt.lineage.parent_job_cause`).
+
+    With the ``openlineage`` extra installed, OpenLineage's listener reads the finished run's artifacts through
+    :meth:`get_openlineage_facets_on_complete`: one event per dbt node, and the task's inputs and outputs
+    (:mod:`airflow_dbt_cloud_dlt.lineage`).
 
     Pushes XCom ``run_id`` and ``run_url`` right after the trigger and returns the run id. An
     ``execution_timeout`` always cancels the run (the wait ends 5 s before it, to have time to).
@@ -187,6 +195,7 @@ class RunDbtCloudJobOperator(RunWaitMixin, BaseOperator):
         asset_alias: str | None = None,
         asset_namespace: str | None = None,
         assets_on_failure: bool = True,
+        openlineage_inject_parent_job_info: bool = False,
         **kwargs: Any,
     ) -> None:
         super().__init__(**with_asset_alias(kwargs, asset_alias))
@@ -223,6 +232,7 @@ class RunDbtCloudJobOperator(RunWaitMixin, BaseOperator):
         check_asset_namespace(self.task_id, asset_namespace)
         self.asset_namespace = asset_namespace
         self.assets_on_failure = assets_on_failure
+        self.openlineage_inject_parent_job_info = openlineage_inject_parent_job_info
         if asset_alias and not wait_for_termination:
             raise ValueError(f"{self.task_id}: asset_alias needs wait_for_termination=True (events follow the run).")
         self.run_id: int | None = None
@@ -281,7 +291,8 @@ class RunDbtCloudJobOperator(RunWaitMixin, BaseOperator):
         series, try_number = first_try(ti, self.retries), int(getattr(ti, "try_number", 1) or 1)
         marker = marker_of(ti)
         body = trigger_body(self, ti)
-        body["cause"] = cause_with_marker(body["cause"], marker)
+        linked = self._parent_job_cause(ti, marker) if self.openlineage_inject_parent_job_info else None
+        body["cause"] = linked or cause_with_marker(body["cause"], marker)
         run, how = trigger_once(
             client,
             job_id,
@@ -294,6 +305,15 @@ class RunDbtCloudJobOperator(RunWaitMixin, BaseOperator):
         if how != "triggered":
             self.log.info(f"Try %d: {_HOW[how]}", try_number, run["id"], run.get("status_humanized"))
         return run
+
+    def _parent_job_cause(self, ti: Any, marker: str) -> str | None:
+        """The cause that links the run to this task's OpenLineage run (``openlineage_inject_parent_job_info``)."""
+        from .lineage import parent_job_cause
+
+        linked = parent_job_cause(ti, marker)
+        if linked:
+            self.log.info("The run's cause is this task's OpenLineage parent job information: %s", linked)
+        return linked
 
     def _wait_blocking(self, client: DbtCloudClient, timeout: float | None) -> RunEvent:
         from .api.waiting import wait_for_event  # it needs the retry policy (tenacity): not at DAG parse
@@ -376,8 +396,8 @@ class DbtCloudRunJobOperator(RunDbtCloudJobOperator):
 
     ``trigger_reason``, ``additional_run_config`` and ``check_interval`` are this package's ``cause``, ``data``
     and ``poll_interval``. ``timeout`` ends the wait without cancelling the run; ``execution_timeout`` cancels
-    it. Returns the run id. ``openlineage_inject_parent_job_info`` is accepted; it takes effect with this
-    package's OpenLineage support. docs/migrating-from-the-official-provider.md lists the differences.
+    it. Returns the run id. ``openlineage_inject_parent_job_info`` replaces the cause with the OpenLineage
+    parent job JSON, as the official does. docs/migrating-from-the-official-provider.md lists the differences.
     """
 
     template_fields: Sequence[str] = (
@@ -444,17 +464,12 @@ class DbtCloudRunJobOperator(RunDbtCloudJobOperator):
             retry_from_failure=retry_from_failure,
             reuse_existing_run=reuse_existing_run,
             hook_params=hook_params,
+            openlineage_inject_parent_job_info=openlineage_inject_parent_job_info,
             **kwargs,
         )
-        self.openlineage_inject_parent_job_info = openlineage_inject_parent_job_info
 
     def default_cause(self, ti: Any) -> str:
         return f"Triggered via Apache Airflow by task {self.task_id!r} in the {ti.dag_id} DAG."
-
-    def execute(self, context: Context) -> int:
-        if self.openlineage_inject_parent_job_info:
-            self.log.info("openlineage_inject_parent_job_info is not applied yet: the run's cause stays as it is.")
-        return super().execute(context)
 
 
 class DbtCloudGetJobRunArtifactOperator(BaseOperator):
