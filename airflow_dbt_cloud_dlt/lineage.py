@@ -32,6 +32,7 @@ package's exactly-once marker as one more key (``"marker"``), so that the cause 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import tempfile
@@ -57,8 +58,6 @@ LINEAGE_COMMANDS = frozenset({"build", "run", "seed", "snapshot", "test"})
 def parent_run_metadata(task_instance: Any) -> Any:
     """The task instance's OpenLineage run and job, and its DAG run's (the root), as OpenLineage's
     ``ParentRunMetadata``: what the official provider links dbt Cloud runs with."""
-    from openlineage.common.provider.dbt import ParentRunMetadata
-
     from airflow.providers.openlineage.plugins.macros import (
         lineage_job_name,
         lineage_job_namespace,
@@ -67,6 +66,7 @@ def parent_run_metadata(task_instance: Any) -> Any:
         lineage_root_run_id,
         lineage_run_id,
     )
+    from openlineage.common.provider.dbt import ParentRunMetadata
 
     return ParentRunMetadata(
         run_id=lineage_run_id(task_instance),
@@ -129,10 +129,8 @@ def _processor_class() -> type:
             namespace, name, facets, input_facets = super().extract_dataset_data(node, *args, **kwargs)
             meta = node.metadata_node
             table = meta["name"] if node.type == "source" else meta["alias"]
-            try:
+            with contextlib.suppress(UnsupportedWarehouseError, ValueError):  # a warehouse the rule does not know
                 name = asset_for_table(namespace, meta.get("database"), meta.get("schema"), table).openlineage_name
-            except (UnsupportedWarehouseError, ValueError):  # a warehouse the rule does not know: OpenLineage's name
-                pass
             return namespace, name, facets, input_facets
 
     return RuleNamedProcessor
@@ -165,7 +163,14 @@ def _profile(task: RunWaitMixin, client: DbtCloudClient, run: dict[str, Any], ad
         kind, canonical = _split_namespace(resolve_namespace(namespace, warehouse=adapter_type or None))
         return {"type": adapter_type or kind, "name": kind, "details": {}}, canonical
     project_id = run.get("project_id") or (run.get("job") or {}).get("project_id")
+    if project_id is None:
+        raise ValueError(f"run {run.get('id')} names no project; set the connection's asset_namespace extra")
     connection = client.send(get_project(client.account_id, int(project_id)))["data"].get("connection") or {}
+    if not isinstance(connection, dict) or not connection.get("type") or not connection.get("details"):
+        raise ValueError(
+            f"no asset_namespace, and dbt Cloud project {project_id} has no warehouse connection to name the "
+            'datasets by: set the connection\'s extra {"asset_namespace": "<namespace>"} (or the task\'s asset_namespace)'
+        )
     return connection, ""
 
 
@@ -212,7 +217,7 @@ def _emit(event: Any) -> None:
 
 def _run_lineage(task: RunWaitMixin, task_instance: Any, run_id: int) -> Any:
     from airflow.providers.openlineage.extractors import OperatorLineage
-    from airflow.providers.openlineage.plugins.adapter import _PRODUCER
+    from airflow.providers.openlineage.plugins.adapter import _PRODUCER  # type: ignore[attr-defined]
 
     from .dbt_assets import _node_steps, dbt_subcommand, step_command
 

@@ -11,8 +11,6 @@
 from __future__ import annotations
 
 import itertools
-
-import attr
 import json
 import os
 import subprocess
@@ -21,17 +19,18 @@ import textwrap
 from pathlib import Path
 from typing import Any
 
+import attr
 import pytest
 from conftest import TESTS, connection_json
 
 pytest.importorskip("airflow.providers.openlineage", reason="the openlineage extra is not installed")
 
-from openlineage.common.provider.dbt import DbtCloudArtifactProcessor, ParentRunMetadata  # noqa: E402
+from openlineage.common.provider.dbt import DbtCloudArtifactProcessor, ParentRunMetadata
 
-from airflow_dbt_cloud_dlt.assets import dlt_table_asset_uri, parse_table_asset_uri  # noqa: E402
-from airflow_dbt_cloud_dlt.lineage import _processor_class, parent_job_cause  # noqa: E402
-from airflow_dbt_cloud_dlt.testing import JobScript, StepScript  # noqa: E402
-from airflow_dbt_cloud_dlt.testing.project import example_project  # noqa: E402
+from airflow_dbt_cloud_dlt.assets import dlt_table_asset_uri, parse_table_asset_uri
+from airflow_dbt_cloud_dlt.lineage import _processor_class, parent_job_cause
+from airflow_dbt_cloud_dlt.testing import JobScript, StepScript
+from airflow_dbt_cloud_dlt.testing.project import example_project
 
 DUCKDB_PATH = "/data/warehouse.duckdb"
 NAMESPACE = f"duckdb://{DUCKDB_PATH}"
@@ -51,7 +50,9 @@ PARENT = ParentRunMetadata(
 
 def dlt_table(table: str, destination: str = "duckdb", **credentials: Any) -> tuple[str, str]:
     """(namespace, name) of a table dlt loaded into dataset ``raw``, by the package's naming rule."""
-    named = parse_table_asset_uri(dlt_table_asset_uri(destination, credentials or {"database": DUCKDB_PATH}, "raw", table))
+    named = parse_table_asset_uri(
+        dlt_table_asset_uri(destination, credentials or {"database": DUCKDB_PATH}, "raw", table)
+    )
     return named.namespace, named.openlineage_name
 
 
@@ -122,7 +123,9 @@ def test_parent_job_cause_is_json_with_the_marker_and_fits(monkeypatch: pytest.M
 
     marker = "[af:0123abcd.0123456789abcdef01234567]"
     short = {"job_namespace": "d", "job_name": "d.t", "root_parent_job_namespace": "d", "root_parent_job_name": "d"}
-    monkeypatch.setattr(lineage, "parent_run_metadata", lambda ti: ParentRunMetadata(**{**attr.asdict(PARENT), **short}))
+    monkeypatch.setattr(
+        lineage, "parent_run_metadata", lambda ti: ParentRunMetadata(**{**attr.asdict(PARENT), **short})
+    )
     cause = parent_job_cause(_TI(), marker)
     assert cause is not None and len(cause) <= 255
     payload = json.loads(cause)
@@ -131,9 +134,9 @@ def test_parent_job_cause_is_json_with_the_marker_and_fits(monkeypatch: pytest.M
     assert payload["marker"] == marker
     monkeypatch.setattr(lineage, "parent_run_metadata", lambda ti: PARENT)
     payload = json.loads(parent_job_cause(_TI(), marker) or "{}")  # root dropped, the parent link kept
-    assert payload == {"parent": {"run": {"runId": PARENT.run_id}, "job": {"namespace": "default", "name": "dag.task"}}} | {
-        "marker": marker
-    }
+    assert payload == {
+        "parent": {"run": {"runId": PARENT.run_id}, "job": {"namespace": "default", "name": "dag.task"}}
+    } | {"marker": marker}
     huge = ParentRunMetadata(**{**attr.asdict(PARENT), "job_name": "t" * 250})
     monkeypatch.setattr(lineage, "parent_run_metadata", lambda ti: huge)
     assert parent_job_cause(_TI(), marker) is None  # the caller keeps its readable cause
@@ -153,7 +156,9 @@ def run_in_airflow(
     events_file = tmp_path / "events.jsonl"
     env = dict(os.environ)
     env |= {
-        "AIRFLOW__OPENLINEAGE__TRANSPORT": json.dumps({"type": "file", "log_file_path": str(events_file), "append": True}),
+        "AIRFLOW__OPENLINEAGE__TRANSPORT": json.dumps(
+            {"type": "file", "log_file_path": str(events_file), "append": True}
+        ),
         "AIRFLOW__OPENLINEAGE__NAMESPACE": "test-airflow",
         "AIRFLOW_CONN_DBT_CLOUD_DEFAULT": connection_json(emulator.base_url, **extra),
         "DBT_TEST_DAGS": json.dumps({dag_id: [kind, kwargs]}),
@@ -263,7 +268,10 @@ def test_inject_parent_job_info_sends_the_tasks_openlineage_run_as_the_cause(
     (post,) = [r for r in emulator.requests if r.method == "POST" and r.path.endswith("/jobs/54/run/")]
     assert post.body is not None and post.body["cause"] == run["trigger"]["cause"]
     cause = json.loads(post.body["cause"])
-    assert cause["parent"] == {"run": {"runId": complete["run"]["runId"]}, "job": {"namespace": "test-airflow", "name": task}}
+    assert cause["parent"] == {
+        "run": {"runId": complete["run"]["runId"]},
+        "job": {"namespace": "test-airflow", "name": task},
+    }
     assert set(cause) == {"parent", "marker"}  # the root run does not fit beside the marker (see above)
     assert cause["marker"].startswith("[af:")  # exactly-once still finds this task's run
 
