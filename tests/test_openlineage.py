@@ -283,3 +283,14 @@ def test_without_inject_the_cause_stays_readable(emulator: Any, tmp_path: Path) 
     dag_id, _ = run_in_airflow(emulator, tmp_path, "official", args, asset_namespace=NAMESPACE)
     (run,) = emulator.runs.values()
     assert run["trigger"]["cause"].startswith(f"Triggered via Apache Airflow by task 'task' in the {dag_id} DAG.")
+
+
+@pytest.mark.usefixtures("airflow_db")
+def test_a_retry_finds_its_run_by_the_marker_in_the_json_cause(emulator: Any, tmp_path: Path) -> None:
+    """Exactly once with the parent job info: the first try dies right after the trigger, the retry attaches to
+    the run that try started (its marker is in the JSON cause), and there is one run."""
+    emulator.add_job(dbt_job(56))
+    args = {"job_id": 56, "crash": "raise", "retries": 1, "retry_delay": 0, "poll_interval": 0.1}
+    run_in_airflow(emulator, tmp_path, "operator", args | {"openlineage_inject_parent_job_info": True})
+    (run,) = emulator.runs.values()
+    assert run["status"] == 10 and json.loads(run["trigger"]["cause"])["marker"].startswith("[af:")
