@@ -243,9 +243,23 @@ def test_sensor_lineage_of_a_run_started_elsewhere(emulator: Any, tmp_path: Path
 
 
 @pytest.mark.usefixtures("airflow_db")
-def test_lineage_without_a_namespace_uses_the_dbt_cloud_projects_connection(emulator: Any, tmp_path: Path) -> None:
-    """No ``asset_namespace``: the namespace comes from the project's connection, as in the official provider.
-    The emulator's projects have none, so there is no lineage, the task still succeeds, and the log says why."""
+def test_without_asset_namespace_the_projects_connection_names_the_datasets(emulator: Any, tmp_path: Path) -> None:
+    """No ``asset_namespace`` on the task or the connection: the namespace comes from the dbt Cloud project's
+    warehouse connection (v3 project endpoint), as in the official provider, and names the same datasets."""
+    job = dbt_job(57)
+    job.connection = {"type": "duckdb", "name": "warehouse", "details": {"path": DUCKDB_PATH}}
+    emulator.add_job(job)
+    dag_id, events = run_in_airflow(emulator, tmp_path, "operator", {"job_id": 57, "poll_interval": 0.2})
+    assert_run_lineage(events, f"{dag_id}.dbt")
+    assert emulator.request_count("GET", "/api/v3/accounts/1/projects/1/") == 1
+
+
+@pytest.mark.usefixtures("airflow_db")
+def test_no_namespace_and_no_project_connection_gives_empty_lineage_not_a_failure(
+    emulator: Any, tmp_path: Path
+) -> None:
+    """No ``asset_namespace``, and a project without a warehouse connection: no lineage, and the task still
+    succeeds (reading lineage never fails a task)."""
     emulator.add_job(dbt_job(53))
     dag_id, events = run_in_airflow(emulator, tmp_path, "operator", {"job_id": 53, "poll_interval": 0.2})
     complete = task_event(events, f"{dag_id}.dbt", "COMPLETE")
