@@ -204,6 +204,9 @@ class RunWaitMixin(_Base):
     run_id: Any
     run_url: str | None = None
     failure_exception: type[Exception] = AirflowException
+    #: Cancel the run when the task stops waiting for it (killed, marked, cleared): only for a run the task
+    #: started. The run-job operator takes it as a parameter; a sensor waits on others' runs and never cancels.
+    cancel_on_kill: bool = False
     #: Keyword arguments of the hook (the official ``hook_params``): timeouts and retries of this task's calls.
     hook_params: dict[str, Any] = {}
     #: The alias through which a finished run's built nodes are emitted as asset events (None: no events).
@@ -229,6 +232,7 @@ class RunWaitMixin(_Base):
                 account_id=optional_account_id(self.account_id),
                 poll_interval=poll_interval,
                 timeout=timeout,
+                cancel_on_kill=self.cancel_on_kill,
             ),
             method_name="execute_complete",
             kwargs=resume,

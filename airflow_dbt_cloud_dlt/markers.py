@@ -19,13 +19,21 @@ rotation start a new run instead of adopting the earlier try's. Set ``marker_sec
 
 from __future__ import annotations
 
+import hmac
 import os
 from typing import Any
 
 from airflow.configuration import conf
 
 from ._compat import AIRFLOW_3
-from .api.idempotency import MARKER_PATTERN, carries_marker, deployment_tag, task_marker
+from .api.idempotency import (
+    MARKER_PATTERN,
+    WAITED_PATTERN,
+    carries_marker,
+    deployment_tag,
+    task_marker,
+    waited_token,
+)
 
 ENV_SECRET = "DBT_CLOUD__MARKER_SECRET"
 #: The key when nothing is configured: public, so it binds nothing (see the module's doc).
@@ -112,6 +120,23 @@ def marker_of(ti: Any) -> str:
     return task_instance_marker(
         ti.dag_id, ti.task_id, ti.run_id, getattr(ti, "map_index", -1), getattr(ti, "max_tries", None)
     )
+
+
+def waited_marker_of(cause: str, job_id: int) -> str | None:
+    """The marker in ``cause`` when the run is one of this deployment's runs whose task waited for it and asked
+    for it to be cancelled once nobody waits (its ``[afw:…]`` token checks out for ``job_id``), else None."""
+    marker = deployment_marker_of(cause)
+    if marker is None:
+        return None
+    token = waited_token(_key(), marker, job_id)
+    return (
+        marker if any(hmac.compare_digest(found.group(0), token) for found in WAITED_PATTERN.finditer(cause)) else None
+    )
+
+
+def waited_suffix(marker: str, job_id: int) -> str:
+    """What follows ``marker`` in the cause of a run whose task waits for it: its ``[afw:…]`` token."""
+    return waited_token(_key(), marker, job_id)
 
 
 def is_marked_by(cause: str, ti: Any) -> bool:

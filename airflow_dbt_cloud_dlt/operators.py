@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from datetime import datetime, timedelta, timezone
 from typing import TYPE_CHECKING, Any, NoReturn
 
-from ._compat import BaseOperator, Context
+from ._compat import AirflowException, AirflowFailException, AirflowSkipException, BaseOperator, Context
 from ._official_names import DbtCloudJobRunException, DbtCloudJobRunStatus, DbtCloudResourceLookupError
 from ._tasks import (
     OFFICIAL_DEFERRABLE,
@@ -52,8 +52,10 @@ _INT_OVERRIDES = ("threads_override", "timeout_seconds_override")
 _TEXT_OVERRIDES = ("schema_override", "git_sha", "git_branch", "target_name_override", "dbt_version_override")
 TEMPLATE_FIELDS = (
     *("dbt_cloud_conn_id", "job_id", "project_name", "environment_name", "job_name", "account_id", "cause"),
-    *("steps_override", *_TEXT_OVERRIDES, *_INT_OVERRIDES, "generate_docs_override", "data"),
+    *("steps_override", *_TEXT_OVERRIDES, *_INT_OVERRIDES, "generate_docs_override", "data", "select_from_load"),
 )
+#: What ``select_fallback`` takes: run the whole job, or fail, when the job's manifest cannot be read.
+SELECT_FALLBACKS = ("full_run", "fail")
 #: What the task log says when a try did not simply trigger a new run.
 _HOW = {
     "attached": "attaching to run %s that an earlier try started (%s); not triggering again.",
@@ -77,11 +79,13 @@ _ARG_KINDS = {
     "poll_interval": "seconds",
     "timeout": "seconds",
     "cancel_on_timeout": "bool",
+    "cancel_on_kill": "bool",
     "retry_from_failure": "bool",
     "reuse_existing_run": "bool",
     "asset_namespace": "text",
     "assets_on_failure": "bool",
     "openlineage_inject_parent_job_info": "bool",
+    "select_fallback": "text",
 }
 
 
@@ -129,6 +133,9 @@ class RunDbtCloudJobOperator(RunWaitMixin, BaseOperator):
     :param deferrable: wait on the triggerer instead of holding a worker slot.
     :param poll_interval: seconds between status checks.
     :param timeout: the longest wait; then the run is cancelled (``cancel_on_timeout``) and the task fails.
+    :param cancel_on_kill: cancel the run when the task stops waiting for it: killed, marked failed or success,
+        cleared, timed out, a zombie, its DAG run failed or deleted, also while no triggerer runs its trigger
+        (the triggerer's reconciler, :mod:`airflow_dbt_cloud_dlt.orphans`). False leaves the run going.
     :param retry_from_failure: on an Airflow retry after this task's run failed, rerun it from the point of
         failure instead of starting it from scratch.
     :param reuse_existing_run: when the job has a run in progress, wait for that run instead of triggering.
@@ -150,6 +157,14 @@ class RunDbtCloudJobOperator(RunWaitMixin, BaseOperator):
     With the ``openlineage`` extra installed, OpenLineage's listener reads the finished run's artifacts through
     :meth:`get_openlineage_facets_on_complete`: one event per dbt node, and the task's inputs and outputs
     (:mod:`airflow_dbt_cloud_dlt.lineage`).
+    :param select_from_load: run only what a dlt load changed: the tables it wrote (Asset URIs, ``LoadedTable``s,
+        dicts with a ``uri``, or a dlt ``LoadInfo``; a list, or an XCom of one; templated). The job's latest
+        ``manifest.json`` names the dbt sources that are those tables, and each selecting dbt step of the job
+        (or of ``steps_override``) runs with ``--select source:<source>.<table>+``, intersected with its own
+        ``--select``. When nothing in the project reads the tables the task is skipped. See
+        :mod:`airflow_dbt_cloud_dlt.selection`. Needs the ``assets`` extra (ijson).
+    :param select_fallback: when ``select_from_load`` cannot read the job's manifest (none yet, malformed, too
+        new): ``"full_run"`` (default) runs the whole job and says so in the log, ``"fail"`` fails the task.
 
     Pushes XCom ``run_id`` and ``run_url`` right after the trigger and returns the run id. An
     ``execution_timeout`` always cancels the run (the wait ends 5 s before it, to have time to).
@@ -189,6 +204,7 @@ class RunDbtCloudJobOperator(RunWaitMixin, BaseOperator):
         poll_interval: float = DEFAULT_POLL_INTERVAL,
         timeout: timedelta | float | None = DEFAULT_TIMEOUT,
         cancel_on_timeout: bool = True,
+        cancel_on_kill: bool = True,
         retry_from_failure: bool = False,
         reuse_existing_run: bool = False,
         hook_params: dict[str, Any] | None = None,
@@ -196,6 +212,8 @@ class RunDbtCloudJobOperator(RunWaitMixin, BaseOperator):
         asset_namespace: str | None = None,
         assets_on_failure: bool = True,
         openlineage_inject_parent_job_info: bool = False,
+        select_from_load: Any = None,
+        select_fallback: str = "full_run",
         **kwargs: Any,
     ) -> None:
         super().__init__(**with_asset_alias(kwargs, asset_alias))
@@ -226,6 +244,7 @@ class RunDbtCloudJobOperator(RunWaitMixin, BaseOperator):
         self.poll_interval = poll_interval
         self.timeout = seconds(timeout)
         self.cancel_on_timeout = cancel_on_timeout
+        self.cancel_on_kill = cancel_on_kill
         self.retry_from_failure = retry_from_failure
         self.reuse_existing_run = reuse_existing_run
         self.asset_alias = asset_alias
@@ -233,9 +252,16 @@ class RunDbtCloudJobOperator(RunWaitMixin, BaseOperator):
         self.asset_namespace = asset_namespace
         self.assets_on_failure = assets_on_failure
         self.openlineage_inject_parent_job_info = openlineage_inject_parent_job_info
+        self.select_from_load = select_from_load
+        if select_fallback not in SELECT_FALLBACKS:
+            raise ValueError(
+                f"{self.task_id}: select_fallback must be one of {SELECT_FALLBACKS}; got {select_fallback!r}."
+            )
+        self.select_fallback = select_fallback
         if asset_alias and not wait_for_termination:
             raise ValueError(f"{self.task_id}: asset_alias needs wait_for_termination=True (events follow the run).")
         self.run_id: int | None = None
+        self.selected_steps: list[str] | None = None
 
     # --- helpers ----------------------------------------------------------------------------------
 
@@ -252,6 +278,8 @@ class RunDbtCloudJobOperator(RunWaitMixin, BaseOperator):
     def execute(self, context: Context) -> int:
         with self.hook.get_conn() as client:
             job_id = resolve_job_id(self, client)
+            if self.select_from_load is not None:
+                self._select_from_load(client, job_id)
             run = self._attach_or_trigger(client, context, job_id)
             self.run_id = int(run["id"])
             self.run_url = run_url(run, client.credentials.base_url)
@@ -282,17 +310,48 @@ class RunDbtCloudJobOperator(RunWaitMixin, BaseOperator):
         self.cancel_on_timeout = cancel_on_timeout
         return super().execute_complete(context, event)
 
+    def _select_from_load(self, client: DbtCloudClient, job_id: int) -> None:
+        """Narrow the run to what the load changed (``select_from_load``): set the steps to send, skip the task,
+        or leave the job whole (``select_fallback``). See :mod:`.selection`."""
+        from .api.errors import DbtCloudConfigError
+        from .selection import InvalidSelectError, changed_tables, plan_selection  # not at DAG parse
+
+        try:
+            tables = changed_tables(self.select_from_load)
+            steps = trigger_steps(self)
+            namespace = self.asset_namespace or self.hook.asset_namespace
+            plan = plan_selection(client, job_id, tables, steps=steps, namespace=namespace)
+        except (InvalidSelectError, DbtCloudConfigError, ValueError) as error:
+            raise AirflowFailException(f"{self.task_id}: select_from_load: {error}") from None
+        for note in plan.notes:
+            self.log.info("select_from_load: %s.", note)
+        if plan.skip:
+            self.log.info("select_from_load: skipping dbt Cloud job %s: %s.", job_id, plan.reason)
+            raise AirflowSkipException(f"Nothing to run in dbt Cloud job {job_id}: {plan.reason}.")
+        if plan.fallback:
+            if self.select_fallback == "fail":
+                raise AirflowException(f"{self.task_id}: select_from_load: {plan.reason} (select_fallback='fail').")
+            self.log.warning("select_from_load: running the whole dbt Cloud job %s: %s.", job_id, plan.reason)
+            return
+        self.log.info(
+            "select_from_load: %s. Running only %s; steps: %s", plan.reason, " ".join(plan.selectors), plan.steps
+        )
+        self.selected_steps = plan.steps
+
     def _attach_or_trigger(self, client: DbtCloudClient, context: Context, job_id: int) -> dict[str, Any]:
         """The run of this try: see :func:`.api.idempotency.trigger_once`."""
         from .api.idempotency import cause_with_marker, trigger_once  # tenacity: not at DAG parse
-        from .markers import marker_of
+        from .markers import marker_of, waited_suffix
 
         ti = context["ti"]
         series, try_number = first_try(ti, self.retries), int(getattr(ti, "try_number", 1) or 1)
         marker = marker_of(ti)
         body = trigger_body(self, ti)
-        linked = self._parent_job_cause(ti, marker) if self.openlineage_inject_parent_job_info else None
-        body["cause"] = linked or cause_with_marker(body["cause"], marker)
+        # A run the task waits for, and that it may cancel, says so verifiably: the orphaned-run reconciler
+        # (``orphans``) cancels only such runs, once their task no longer waits.
+        waited = f" {waited_suffix(marker, job_id)}" if self.wait_for_termination and self.cancel_on_kill else ""
+        linked = self._parent_job_cause(ti, marker + waited) if self.openlineage_inject_parent_job_info else None
+        body["cause"] = linked or cause_with_marker(body["cause"], marker + waited)
         run, how = trigger_once(
             client,
             job_id,
@@ -346,6 +405,9 @@ class RunDbtCloudJobOperator(RunWaitMixin, BaseOperator):
 
         if self.run_id is None:
             return
+        if not self.cancel_on_kill:
+            self.log.info("Task killed; dbt Cloud run %s is left to run (cancel_on_kill=False).", self.run_id)
+            return
         try:
             with self.hook.get_conn() as client:
                 client.cancel_run(self.run_id)
@@ -353,6 +415,18 @@ class RunDbtCloudJobOperator(RunWaitMixin, BaseOperator):
             self.log.info("Cancelled dbt Cloud run %s.", self.run_id)
         except DbtCloudError as error:
             self.log.warning("Could not confirm the cancel of dbt Cloud run %s: %s", self.run_id, error)
+
+
+def trigger_steps(op: RunDbtCloudJobOperator) -> list[str] | None:
+    """The steps the trigger would override the job's with (``data``'s ``steps_override``, which is merged last,
+    else ``steps_override``); None: the job's own."""
+    from .api.errors import DbtCloudConfigError
+
+    try:
+        data = as_data(op.data, op.data_param) or {}
+        return as_steps(data["steps_override"]) if data.get("steps_override") else as_steps(op.steps_override)
+    except ValueError as error:
+        raise DbtCloudConfigError(f"{op.task_id}: {error}") from None
 
 
 def trigger_body(op: RunDbtCloudJobOperator, ti: Any) -> dict[str, Any]:
@@ -369,6 +443,8 @@ def trigger_body(op: RunDbtCloudJobOperator, ti: Any) -> dict[str, Any]:
     body["generate_docs_override"] = _as_bool(op.generate_docs_override)
     body["steps_override"] = steps
     body.update(data)
+    if getattr(op, "selected_steps", None) is not None:  # select_from_load's steps replace those it narrowed
+        body["steps_override"] = op.selected_steps
     body["cause"] = str(readable)
     return {key: value for key, value in body.items() if value is not None}
 
@@ -398,11 +474,12 @@ class DbtCloudRunJobOperator(RunDbtCloudJobOperator):
     and ``poll_interval``. ``timeout`` ends the wait without cancelling the run; ``execution_timeout`` cancels
     it. Returns the run id. ``openlineage_inject_parent_job_info`` replaces the cause with the OpenLineage
     parent job JSON, as the official does. docs/migrating-from-the-official-provider.md lists the differences.
+    This package's ``select_from_load`` (templated here too) and ``select_fallback`` are accepted as keywords.
     """
 
     template_fields: Sequence[str] = (
         *("dbt_cloud_conn_id", "job_id", "project_name", "environment_name", "job_name", "account_id"),
-        *("trigger_reason", "steps_override", "schema_override", "additional_run_config"),
+        *("trigger_reason", "steps_override", "schema_override", "additional_run_config", "select_from_load"),
     )
     template_fields_renderers = {"additional_run_config": "json", "steps_override": "json"}
     operator_extra_links = (DbtCloudRunJobOperatorLink(),)

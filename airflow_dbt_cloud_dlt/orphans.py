@@ -48,18 +48,18 @@ class Orphan:
 
 def find_orphans(
     runs_by_conn: Mapping[tuple[str, int], Iterable[Mapping[str, Any]]],
-    marker_of: Callable[[str], str | None],
+    waited_marker_of: Callable[[str, int], str | None],
     waiting_markers: set[str],
 ) -> list[Orphan]:
-    """The listed runs that carry this deployment's waited-for marker and whose task no longer waits."""
+    """The listed runs that this deployment's tasks started and waited for, and whose task no longer waits."""
     orphans = []
     for (conn_id, account_id), runs in runs_by_conn.items():
         for run in runs:
-            cause = str((run.get("trigger") or {}).get("cause") or "")
-            marker = marker_of(cause)
+            trigger, job = run.get("trigger"), run.get("job_definition_id")
+            cause = str(trigger.get("cause") or "") if isinstance(trigger, Mapping) else ""
+            marker = waited_marker_of(cause, job) if type(job) is int else None
             if marker is not None and marker not in waiting_markers:
-                job = run.get("job_definition_id")
-                orphans.append(Orphan(conn_id, account_id, int(run["id"]), int(job) if job else None, marker))
+                orphans.append(Orphan(conn_id, account_id, int(run["id"]), job, marker))
     return orphans
 
 
@@ -146,6 +146,7 @@ class Reconciler:
         self.job = job
         self.interval = interval or conf.getfloat("dbt_cloud", "orphan_check_interval", fallback=RECONCILE_SECONDS)
         self.stopped = threading.Event()
+        self.warned_unbound = False
         self.thread = threading.Thread(target=self._loop, name="dbt-cloud-orphans", daemon=True)
 
     def start(self) -> None:
@@ -171,15 +172,23 @@ class Reconciler:
         """One pass: list active runs, read the waiting tasks, cancel the orphans. Returns what it cancelled."""
         from airflow.utils.session import create_session
 
-        from .markers import deployment_marker_of, marker_for_task
+        from .markers import key_is_bound, marker_for_task, waited_marker_of
 
+        if not key_is_bound():
+            if not self.warned_unbound:
+                self.warned_unbound = True
+                log.warning(
+                    "Orphaned dbt Cloud runs are not cancelled: no marker secret is configured, so this Airflow's "
+                    "runs cannot be told from another's. Set [dbt_cloud] marker_secret (or [core] fernet_key)."
+                )
+            return []
         with create_session() as session:
             if not is_leader(session, self._job_field("id")):
                 return []
             conn_ids = dbt_cloud_conn_ids(session)
         runs, clients = active_runs(conn_ids)  # listed before the tasks are read (see the module docstring)
         with create_session() as session:
-            orphans = find_orphans(runs, deployment_marker_of, waiting_markers(session, marker_for_task))
+            orphans = find_orphans(runs, waited_marker_of, waiting_markers(session, marker_for_task))
             reasons = {orphan.marker: describe(session, orphan.marker, marker_for_task) for orphan in orphans}
         for orphan in orphans:
             log.warning(

@@ -56,9 +56,11 @@ class DbtCloudRunTrigger(BaseTrigger):
         poll_interval: float = DEFAULT_POLL_INTERVAL,
         timeout: float | None = None,
         end_time: float | None = None,
+        cancel_on_kill: bool = False,
     ) -> None:
         super().__init__()
         self.conn_id = conn_id
+        self.cancel_on_kill = bool(cancel_on_kill)
         self.run_id = validate_id(run_id, "run_id")
         self.account_id = account_id
         self.poll_interval = float(poll_interval)
@@ -75,6 +77,7 @@ class DbtCloudRunTrigger(BaseTrigger):
                 "poll_interval": self.poll_interval,
                 "timeout": self.timeout,
                 "end_time": self.end_time,
+                "cancel_on_kill": self.cancel_on_kill,
             },
         )
 
@@ -132,9 +135,13 @@ class DbtCloudRunTrigger(BaseTrigger):
         return RunEvent.timed_out(self.run_id, run, url)
 
     async def on_kill(self) -> None:
-        """Cancel the dbt Cloud run when a user kills, clears or marks the deferred task (Airflow 3.3+)."""
+        """Cancel the dbt Cloud run when a user kills, clears or marks the deferred task (Airflow 3.3+), if the
+        task started it and asked for that (``cancel_on_kill``; a sensor waits on a run it did not start)."""
         from .api.aio import AsyncDbtCloudClient  # httpx: the triggerer needs it, DAG parsing does not
 
+        if not self.cancel_on_kill:
+            self.log.info("The task stopped waiting; dbt Cloud run %s is left to run (not this task's).", self.run_id)
+            return
         credentials = await self._hook().aget_credentials()
         run = await asyncio.wait_for(AsyncDbtCloudClient(credentials).cancel_run(self.run_id), timeout=CANCEL_TIMEOUT)
         self.log.info("Cancelled dbt Cloud run %s (status now %s).", self.run_id, run.get("status_humanized"))

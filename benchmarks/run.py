@@ -23,7 +23,7 @@ from bench.config import REPO
 from bench.context import Bench
 from bench.emulator import Emulator
 from bench.report import machine, render
-from bench.scenarios import artifact, capacity, faults, imports, scale, waiting
+from bench.scenarios import artifact, capacity, faults, imports, orphans, scale, selective, waiting
 
 #: In run order. The capacity section has no run of its own: it is derived from the waiting scenario.
 SCENARIOS: dict[str, Callable[[Bench], None]] = {
@@ -33,6 +33,8 @@ SCENARIOS: dict[str, Callable[[Bench], None]] = {
     "scale": scale.run,
     "imports": imports.run,
     "artifact": artifact.run,
+    "selective": selective.run,
+    "orphans": orphans.run,  # a real Airflow stack, ~15 min; with --quick only when named in --only
 }
 ONLY_OUT = Path(tempfile.gettempdir()) / "dbt-cloud-bench" / "RESULTS.md"
 

@@ -71,7 +71,7 @@ async def test_bad_token_is_reported_as_not_observed(emulator: Any, monkeypatch:
 
 async def test_on_kill_cancels_the_run(emulator: Any) -> None:
     run_id = start_run(emulator, 9, run_seconds=30)
-    trigger = DbtCloudRunTrigger("dbt_cloud_default", run_id, poll_interval=0.1)
+    trigger = DbtCloudRunTrigger("dbt_cloud_default", run_id, poll_interval=0.1, cancel_on_kill=True)  # operator's
     task = asyncio.create_task(first_event(trigger))
     await asyncio.sleep(0.3)
     task.cancel()  # what the triggerer does first when a user kills the task

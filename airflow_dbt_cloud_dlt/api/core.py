@@ -236,15 +236,32 @@ def list_run_artifacts(account_id: int, run_id: int, step: int | None = None) ->
     )
 
 
-def get_run_artifact(account_id: int, run_id: int, path: str, step: int | None = None) -> ApiRequest:
-    run = validate_id(run_id, "run_id")
+def _artifact_path(path: str) -> str:
+    """An artifact's path under ``target/``, checked: no empty, ``.`` or ``..`` part."""
     parts = path.strip("/").split("/")
     if not path.strip("/") or any(part in ("", ".", "..") for part in parts):
         raise DbtCloudConfigError(f"Invalid artifact path {path!r}: give a path such as 'run_results.json'.")
+    return "/".join(parts)
+
+
+def get_run_artifact(account_id: int, run_id: int, path: str, step: int | None = None) -> ApiRequest:
+    run = validate_id(run_id, "run_id")
     return ApiRequest(
         "GET",
-        _v2(account_id, f"runs/{run}/artifacts/{'/'.join(parts)}"),
+        _v2(account_id, f"runs/{run}/artifacts/{_artifact_path(path)}"),
         f"artifact {path} of run {run}",
+        _params({"step": step}),
+        raw=True,
+    )
+
+
+def get_job_artifact(account_id: int, job_id: int, path: str, step: int | None = None) -> ApiRequest:
+    """The artifact ``path`` of the job's latest run that has it ("Retrieve Job Artifact"), as raw bytes."""
+    job = validate_id(job_id, "job_id")
+    return ApiRequest(
+        "GET",
+        _v2(account_id, f"jobs/{job}/artifacts/{_artifact_path(path)}"),
+        f"artifact {path} of the latest run of job {job}",
         _params({"step": step}),
         raw=True,
     )

@@ -51,6 +51,17 @@ def task_marker(key: bytes, *parts: object) -> str:
     return f"{MARKER_PREFIX}{deployment_tag(key)}.{mac}]"
 
 
+#: ``[afw:<16 hex>]``: the run's task waits for it and wants it cancelled when it stops waiting (``orphans``).
+WAITED_PATTERN = re.compile(r"\[afw:([0-9a-f]{16})\]")
+
+
+def waited_token(key: bytes, marker: str, job_id: int) -> str:
+    """The token that says, verifiably for the holder of ``key``, that the run of ``job_id`` carrying
+    ``marker`` was started by a task that waits for it (and so may be cancelled once nobody waits)."""
+    mac = hmac.new(key, f"airflow-dbt-cloud-dlt/waited\x1f{marker}\x1f{job_id}".encode(), hashlib.sha256)
+    return f"[afw:{mac.hexdigest()[:16]}]"
+
+
 def carries_marker(cause: str, marker: str) -> bool:
     """True when ``cause`` holds exactly ``marker`` (compared in constant time)."""
     return any(hmac.compare_digest(found.group(0), marker) for found in MARKER_PATTERN.finditer(cause))

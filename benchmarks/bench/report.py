@@ -10,7 +10,7 @@ from importlib.metadata import version
 from pathlib import Path
 from typing import Any
 
-from .scenarios import artifact, capacity, faults, imports, scale, waiting
+from .scenarios import artifact, capacity, faults, imports, orphans, scale, selective, waiting
 from .table import Target
 
 
@@ -52,6 +52,7 @@ def targets(
         faults.target(results),
         *imports.targets(extra.get("imports")),
         *artifact.targets(extra.get("artifact")),
+        *orphans.targets(extra.get("orphans")),
     ]
 
 
@@ -116,6 +117,8 @@ def render(
     lines += scale.render(live)
     lines += imports.render((extra or {}).get("imports"))
     lines += artifact.render((extra or {}).get("artifact"))
+    lines += orphans.render((extra or {}).get("orphans"))
     lines += capacity.FOOTNOTE
+    lines += selective.render((extra or {}).get("selective"))
     lines += notes(info)
     return "\n".join(lines) + "\n"
