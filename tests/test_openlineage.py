@@ -289,6 +289,7 @@ def test_inject_parent_job_info_sends_the_tasks_openlineage_run_as_the_cause(
     }
     assert set(cause) == {"parent", "marker"}  # the root run does not fit beside the marker (see above)
     assert cause["marker"].startswith("[af:")  # exactly-once still finds this task's run
+    assert "[afw:" in cause["marker"]  # and the orphaned-run reconciler knows the task waits for it
 
 
 @pytest.mark.usefixtures("airflow_db")
