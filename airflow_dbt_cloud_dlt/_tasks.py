@@ -274,6 +274,15 @@ class RunWaitMixin(_Base):
             self.record_failed_run_assets(run_id)
         raise self.failure_exception(report)
 
+    # --- OpenLineage ------------------------------------------------------------------------------------
+
+    def get_openlineage_facets_on_complete(self, task_instance: Any) -> Any:
+        """The finished run's lineage, read from its artifacts by OpenLineage's dbt processor: called by the
+        OpenLineage provider's listener only (the ``openlineage`` extra); see :mod:`airflow_dbt_cloud_dlt.lineage`."""
+        from .lineage import run_lineage
+
+        return run_lineage(self, task_instance)
+
     # --- asset events of the built nodes ----------------------------------------------------------------
 
     def _read_run_assets(self, run_id: int) -> RunAssets:

@@ -84,6 +84,7 @@ _ARG_KINDS = {
     "reuse_existing_run": "bool",
     "asset_namespace": "text",
     "assets_on_failure": "bool",
+    "openlineage_inject_parent_job_info": "bool",
     "select_fallback": "text",
 }
 
@@ -149,6 +150,13 @@ class RunDbtCloudJobOperator(RunWaitMixin, BaseOperator):
     :param assets_on_failure: when the run fails, leave the events of the nodes that succeeded in XCom
         ``dbt_asset_events`` (default True). The task still fails, and Airflow records outlet events only of
         tasks that succeed: a follow-up task announces them with ``dbt_assets.emit_recorded_events``.
+    :param openlineage_inject_parent_job_info: make the run's ``cause`` the task's OpenLineage parent (and root)
+        run as JSON, so that a lineage consumer reading dbt Cloud runs links the run back to this task (needs the
+        ``openlineage`` extra; see :func:`airflow_dbt_cloud_dlt.lineage.parent_job_cause`).
+
+    With the ``openlineage`` extra installed, OpenLineage's listener reads the finished run's artifacts through
+    :meth:`get_openlineage_facets_on_complete`: one event per dbt node, and the task's inputs and outputs
+    (:mod:`airflow_dbt_cloud_dlt.lineage`).
     :param select_from_load: run only what a dlt load changed: the tables it wrote (Asset URIs, ``LoadedTable``s,
         dicts with a ``uri``, or a dlt ``LoadInfo``; a list, or an XCom of one; templated). The job's latest
         ``manifest.json`` names the dbt sources that are those tables, and each selecting dbt step of the job
@@ -203,6 +211,7 @@ class RunDbtCloudJobOperator(RunWaitMixin, BaseOperator):
         asset_alias: str | None = None,
         asset_namespace: str | None = None,
         assets_on_failure: bool = True,
+        openlineage_inject_parent_job_info: bool = False,
         select_from_load: Any = None,
         select_fallback: str = "full_run",
         **kwargs: Any,
@@ -242,6 +251,7 @@ class RunDbtCloudJobOperator(RunWaitMixin, BaseOperator):
         check_asset_namespace(self.task_id, asset_namespace)
         self.asset_namespace = asset_namespace
         self.assets_on_failure = assets_on_failure
+        self.openlineage_inject_parent_job_info = openlineage_inject_parent_job_info
         self.select_from_load = select_from_load
         if select_fallback not in SELECT_FALLBACKS:
             raise ValueError(
@@ -340,7 +350,8 @@ class RunDbtCloudJobOperator(RunWaitMixin, BaseOperator):
         # A run the task waits for, and that it may cancel, says so verifiably: the orphaned-run reconciler
         # (``orphans``) cancels only such runs, once their task no longer waits.
         waited = f" {waited_suffix(marker, job_id)}" if self.wait_for_termination and self.cancel_on_kill else ""
-        body["cause"] = cause_with_marker(body["cause"], marker + waited)
+        linked = self._parent_job_cause(ti, marker + waited) if self.openlineage_inject_parent_job_info else None
+        body["cause"] = linked or cause_with_marker(body["cause"], marker + waited)
         run, how = trigger_once(
             client,
             job_id,
@@ -353,6 +364,15 @@ class RunDbtCloudJobOperator(RunWaitMixin, BaseOperator):
         if how != "triggered":
             self.log.info(f"Try %d: {_HOW[how]}", try_number, run["id"], run.get("status_humanized"))
         return run
+
+    def _parent_job_cause(self, ti: Any, marker: str) -> str | None:
+        """The cause that links the run to this task's OpenLineage run (``openlineage_inject_parent_job_info``)."""
+        from .lineage import parent_job_cause
+
+        linked = parent_job_cause(ti, marker)
+        if linked:
+            self.log.info("The run's cause is this task's OpenLineage parent job information: %s", linked)
+        return linked
 
     def _wait_blocking(self, client: DbtCloudClient, timeout: float | None) -> RunEvent:
         from .api.waiting import wait_for_event  # it needs the retry policy (tenacity): not at DAG parse
@@ -452,8 +472,8 @@ class DbtCloudRunJobOperator(RunDbtCloudJobOperator):
 
     ``trigger_reason``, ``additional_run_config`` and ``check_interval`` are this package's ``cause``, ``data``
     and ``poll_interval``. ``timeout`` ends the wait without cancelling the run; ``execution_timeout`` cancels
-    it. Returns the run id. ``openlineage_inject_parent_job_info`` is accepted; it takes effect with this
-    package's OpenLineage support. docs/migrating-from-the-official-provider.md lists the differences.
+    it. Returns the run id. ``openlineage_inject_parent_job_info`` replaces the cause with the OpenLineage
+    parent job JSON, as the official does. docs/migrating-from-the-official-provider.md lists the differences.
     This package's ``select_from_load`` (templated here too) and ``select_fallback`` are accepted as keywords.
     """
 
@@ -521,17 +541,12 @@ class DbtCloudRunJobOperator(RunDbtCloudJobOperator):
             retry_from_failure=retry_from_failure,
             reuse_existing_run=reuse_existing_run,
             hook_params=hook_params,
+            openlineage_inject_parent_job_info=openlineage_inject_parent_job_info,
             **kwargs,
         )
-        self.openlineage_inject_parent_job_info = openlineage_inject_parent_job_info
 
     def default_cause(self, ti: Any) -> str:
         return f"Triggered via Apache Airflow by task {self.task_id!r} in the {ti.dag_id} DAG."
-
-    def execute(self, context: Context) -> int:
-        if self.openlineage_inject_parent_job_info:
-            self.log.info("openlineage_inject_parent_job_info is not applied yet: the run's cause stays as it is.")
-        return super().execute(context)
 
 
 class DbtCloudGetJobRunArtifactOperator(BaseOperator):

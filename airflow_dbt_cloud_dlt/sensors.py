@@ -34,7 +34,8 @@ class DbtCloudRunSensor(RunWaitMixin, BaseSensorOperator):
 
     ``asset_alias``, ``asset_namespace`` and ``assets_on_failure`` are those of
     :class:`~airflow_dbt_cloud_dlt.operators.RunDbtCloudJobOperator`: with an alias, a run that succeeds emits
-    one asset event per model, seed and snapshot it built, whoever started it.
+    one asset event per model, seed and snapshot it built, whoever started it. With the ``openlineage`` extra, the
+    finished run's lineage is the task's (:mod:`airflow_dbt_cloud_dlt.lineage`), as for the operator.
     """
 
     template_fields: Sequence[str] = ("run_id", "dbt_cloud_conn_id", "account_id")

@@ -163,6 +163,22 @@ def test_importing_the_task_modules_leaves_the_hook_and_the_api_core_to_run_time
     assert done.stdout.strip().splitlines()[-1] == "[]", done.stdout
 
 
+def test_importing_the_task_modules_does_not_load_openlineage() -> None:
+    """OpenLineage (the provider, its client, the dbt processor) and this package's lineage module load only when
+    OpenLineage's listener asks a finished task for its lineage, not when DAG parsing imports the operators."""
+    code = (
+        "import sys\n"
+        "try:\n    import airflow.sdk\nexcept ImportError:\n    import airflow.models\n"
+        "before = set(sys.modules)\n"
+        "import airflow_dbt_cloud_dlt.operators, airflow_dbt_cloud_dlt.sensors, airflow_dbt_cloud_dlt.triggers\n"
+        "new = set(sys.modules) - before\n"
+        "print(sorted(n for n in new if n.startswith(('openlineage', 'airflow.providers.openlineage', "
+        "'airflow_dbt_cloud_dlt.lineage'))))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True)
+    assert done.stdout.strip().splitlines()[-1] == "[]", done.stdout
+
+
 # --- end to end: dag.test() against the emulator ------------------------------------------------------------
 
 

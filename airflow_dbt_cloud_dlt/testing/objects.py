@@ -179,7 +179,10 @@ def project_obj(state: EmulatorState, account: int, project_id: int) -> Json | N
         return None
     created = state.created(j.job_id)
     ids = {"id": project_id, "name": j.project_name, "account_id": account}
-    return copy.deepcopy(_PROJECT_CONST) | ids | {"created_at": created, "updated_at": created}
+    project = copy.deepcopy(_PROJECT_CONST) | ids | {"created_at": created, "updated_at": created}
+    if j.connection is not None:
+        project["connection"] = copy.deepcopy(j.connection)
+    return project
 
 
 def env_obj(state: EmulatorState, account: int, env_id: int) -> Json | None:

@@ -78,6 +78,9 @@ class JobScript:
     files: dict[str, str | None] = field(default_factory=dict)
     #: What its runs report as ``href`` (to test a hostile answer); default: the run's page on the emulator.
     href: str | None = None
+    #: The project's warehouse ``connection`` as the v3 project endpoint gives it (``{"type": "snowflake",
+    #: "details": {...}}``), which the official provider's OpenLineage reads; default none (null).
+    connection: dict[str, Any] | None = None
 
     def __post_init__(self) -> None:
         self.steps = [StepScript(**s) if isinstance(s, dict) else s for s in self.steps]
