@@ -283,3 +283,30 @@ def test_a_task_stopped_while_the_triggerer_is_down_still_gets_its_run_cancelled
     others = [run for run in runs_of(stack.emulator, job_id) if run["id"] != ours["id"]]
     assert all(run["status"] != 30 for run in others), others  # by hand, and a cleared task's new try
     assert f"Cancelling dbt Cloud run {ours['id']}" in stack.all_output()
+
+
+def test_two_triggerers_cancel_an_orphan_once(stack: Stack) -> None:
+    """Airflow's high-availability setup: both triggerers run the reconciler, only the leader acts."""
+    dag_id, job_id = "e2e_orphan_two_triggerers", 151
+    stack.emulator.add_job(JobScript(job_id=job_id, account_id=1, run_seconds=300))
+    stack.start("triggerer-2", "triggerer")
+    try:
+        process = stack.dags_test(dag_id, job_id=job_id, deferrable=True, poll_interval=2, retries=0)
+        wait_until(lambda: stack.ti_states(dag_id).get("dbt") == "deferred", 120, "the task to defer")
+        (ours,) = runs_of(stack.emulator, job_id)
+        with sqlite3.connect(stack.home / "airflow.db") as db:
+            (run_id,) = db.execute("select run_id from dag_run where dag_id = ?", (dag_id,)).fetchone()
+            db.execute("delete from trigger")  # no on_kill: the reconcilers alone
+        stack.api("PATCH", f"/dags/{dag_id}/dagRuns/{run_id}/taskInstances/dbt", json={"new_state": "failed"})
+        wait_until(lambda: stack.emulator.get_run(ours["id"])["status"] == 30, 60, "the orphaned run to be cancelled")
+        stop_group(process)
+        seen = len(stack.emulator.requests)
+        time.sleep(10)  # five passes (2 s) of each reconciler
+        listings = [r for r in stack.emulator.requests[seen:] if "status__in" in r.query]
+    finally:
+        stack.stop("triggerer-2")
+    cancels = [
+        r for r in stack.emulator.requests if r.method == "POST" and r.path.endswith(f"/runs/{ours['id']}/cancel/")
+    ]
+    assert len(cancels) == 1, cancels
+    assert 3 <= len(listings) <= 7, len(listings)  # one reconciler lists (about 5 passes), not both (about 10)
