@@ -200,8 +200,8 @@ def read_manifest_nodes(path: Path, wanted: set[str], where: str = "manifest.jso
 
 
 def step_command(step: Mapping[str, Any]) -> str:
-    """A run step's dbt command: ``run_step_command.dbt_command`` (the API's object; the emulator gives the
-    string), else the command in its name ("Invoke dbt with `dbt build`", with or without the backticks)."""
+    """A run step's dbt command: ``run_step_command.dbt_command`` (the API's object; a bare string is
+    read too), else the command in its name ("Invoke dbt with `dbt build`", with or without the backticks)."""
     command = step.get("run_step_command")
     if isinstance(command, Mapping):
         command = command.get("dbt_command")

@@ -301,3 +301,14 @@ def test_list_pages_follow_extra_pagination(emu: DbtCloudEmulator, api: requests
             if not pagination["count"]:
                 break
         assert len(seen) == len(set(seen)) == total and total >= 1, (path, filters, seen)
+
+
+def test_run_step_command_is_the_specs_object(
+    emu: DbtCloudEmulator, api: requests.Session, runs: dict[str, int]
+) -> None:
+    """The run's steps carry ``run_step_command`` as the spec's ``RunStepCommand`` object, not a bare string."""
+    params = {"include_related": "run_steps"}
+    steps = api.get(f"{emu.base_url}{A}/runs/{runs['failed']}/", params=params).json()["data"]["run_steps"]
+    command_validator = validator("v2", "RunStepCommand", nullable=False)
+    assert steps and all(command_validator.is_valid(step["run_step_command"]) for step in steps)
+    assert [step["run_step_command"]["run_step_id"] for step in steps] == [step["id"] for step in steps]

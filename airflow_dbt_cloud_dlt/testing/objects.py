@@ -150,7 +150,7 @@ def _steps(state: EmulatorState, run: Run, st: Phase, now: float) -> list[Json]:
             | {"name": step.name, "logs": logs, "debug_logs": logs, "truncated_debug_logs": logs}
             | {"created_at": state.wall(s0), "updated_at": state.wall(done or now), "started_at": state.wall(s0)}
             | {"finished_at": state.wall(done), "duration": api.hms(took), "duration_humanized": api.humanize(took)}
-            | {"run_step_command": command(step.name)}
+            | {"run_step_command": {"run_step_id": run.step_id0 + i, "dbt_command": command(step.name)}}
         )
     return out
 
