@@ -51,7 +51,7 @@ test-wheel: install
 	$(UV) build -q --out-dir dist
 	rm -rf *.egg-info
 	$(PYTHON) -m venv $(VENVW)
-	$(UV) pip install -q --python $(VENVW)/bin/python "apache-airflow==$(AIRFLOW3)" "dlt[duckdb]>=1.0" dist/*.whl
+	$(UV) pip install -q --python $(VENVW)/bin/python "apache-airflow==$(AIRFLOW3)" "dlt[duckdb]>=1.0" "ijson>=3.2" dist/*.whl
 	WHEEL_VENV=$(VENVW) $(VENV3)/bin/pytest -q -p no:randomly tests/test_packaging.py
 
 test: lint test-airflow3 test-airflow2 test-wheel

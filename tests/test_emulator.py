@@ -158,7 +158,11 @@ def test_steps_progress_and_failing_step(emu: DbtCloudEmulator, api: requests.Se
         ("Invoke dbt with `dbt run`", 20, "Error"),
     ]  # the third step never ran
     assert steps[1]["logs"].endswith("Database Error in model orders")
-    assert steps[1]["truncated_debug_logs"] and steps[1]["finished_at"] and steps[1]["run_step_command"] == {"run_step_id": steps[1]["id"], "dbt_command": "dbt run"}
+    assert (
+        steps[1]["truncated_debug_logs"]
+        and steps[1]["finished_at"]
+        and steps[1]["run_step_command"] == {"run_step_id": steps[1]["id"], "dbt_command": "dbt run"}
+    )
     assert run["can_retry"] is True  # it failed in a dbt step, so it has run_results.json: dbt retry works
 
 

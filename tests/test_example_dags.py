@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from collections.abc import AsyncIterator
@@ -226,7 +227,8 @@ def test_example_runs_against_the_emulator(
     }.items():
         monkeypatch.setenv(name, value)
     dag = load_dagbag().dags[dag_id]
-    if AIRFLOW_2 and dag_id == "example_dbt_cloud_assets":  # 2.11's dag.test() does not sync the DatasetAlias
+    if AIRFLOW_2 and dag_id in ("example_dbt_cloud_assets", "example_dlt_then_dbt_cloud"):  # 2.11's dag.test()
+        # does not sync a DatasetAlias
         dag.sync_to_db()
 
     dag_run = dag.test(run_conf={"job_id": 7})
@@ -241,6 +243,9 @@ def test_example_runs_against_the_emulator(
         summary = xcom_value(tis["summarize"])
         assert summary == {"rows": 4, "run_id": runs[0]["id"], "status": "Success", "run_url": runs[0]["href"]}
         assert duckdb_path.is_file()
+        # the dlt load's asset event; the job has no manifest yet, so select_from_load ran it whole
+        assert _recorded_event_uris(dag_id) == {f"duckdb:{duckdb_path}/demo/raw/orders"}
+        assert "steps_override" not in runs[0]["trigger"] or not runs[0]["trigger"]["steps_override"]
     if dag_id == "example_dbt_cloud_assets":
         rebuilt = _recorded_event_uris(dag_id)
         assert len(rebuilt) == 7 and f"duckdb:{tmp_path}/warehouse.duckdb/warehouse/analytics/fct_orders" in rebuilt
@@ -317,4 +322,11 @@ def test_make_demo_runs_the_dlt_example_end_to_end() -> None:
     assert "dlt        loaded 4 rows into raw.orders" in done.stdout
     assert "the dbt task deferred" in done.stdout
     assert "load_orders success, run_dbt_cloud_job success, summarize success" in done.stdout
+    # the chain: a selective run (select_from_load), per-model Assets, a DAG the scheduler starts on fct_orders
+    assert "ran dbt deps; dbt build --select source:raw.orders+" in done.stdout
+    assert "3 rebuilt, one asset event each: stg_orders, dim_customers, fct_orders" in done.stdout
+    assert "scheduler  started example_dbt_cloud_assets_consumer (scheduled on the fct_orders Asset): success" in (
+        done.stdout
+    )
+    assert re.search(r"model\.analytics\.fct_orders rebuilt by dbt Cloud run \d+: 4 rows", done.stdout)
     assert done.stdout.rstrip().endswith("Demo OK.")
