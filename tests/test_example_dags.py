@@ -25,6 +25,7 @@ AIRFLOW_2 = version("apache-airflow").startswith("2.")
 EXPECTED_TASKS = {
     "example_dbt_cloud_assets": {"run_dbt_cloud_job"},
     "example_dbt_cloud_deferred": {"run_dbt_cloud_job"},
+    "example_dbt_cloud_openlineage": {"run_dbt_cloud_job"},
     "example_dbt_cloud_sensor": {"trigger", "wait_for_run"},
     "example_dlt_then_dbt_cloud": {"load_orders", "run_dbt_cloud_job", "summarize"},
 }
@@ -110,7 +111,13 @@ def test_example_has_the_expected_tasks(dagbag: Any, dag_id: str) -> None:
 
 
 @pytest.mark.parametrize(
-    "dag_id", ["example_dbt_cloud_assets", "example_dbt_cloud_deferred", "example_dlt_then_dbt_cloud"]
+    "dag_id",
+    [
+        "example_dbt_cloud_assets",
+        "example_dbt_cloud_deferred",
+        "example_dbt_cloud_openlineage",
+        "example_dlt_then_dbt_cloud",
+    ],
 )
 def test_dbt_task_triggers_and_waits_deferred(dagbag: Any, dag_id: str) -> None:
     task = dagbag.dags[dag_id].get_task("run_dbt_cloud_job")
@@ -237,7 +244,12 @@ def test_example_runs_against_the_emulator(
     assert {task_id: ti.state for task_id, ti in tis.items()} == dict.fromkeys(EXPECTED_TASKS[dag_id], "success")
     runs = list(emulator.runs.values())
     assert [(run["job_definition_id"], run["status"]) for run in runs] == [(7, 10)]
-    assert f"Triggered by Airflow: {dag_id}." in runs[0]["trigger"]["cause"]
+    cause = runs[0]["trigger"]["cause"]
+    if dag_id == "example_dbt_cloud_openlineage":  # the task's OpenLineage parent run, and the marker
+        parent = json.loads(cause)["parent"]
+        assert parent["job"]["name"] == f"{dag_id}.run_dbt_cloud_job" and parent["run"]["runId"]
+    else:
+        assert f"Triggered by Airflow: {dag_id}." in cause
     assert [(w.conn_id, w.run_id, w.poll_interval) for w in waits] == [("dbt_cloud_default", runs[0]["id"], 0.2)]
     if dag_id == "example_dlt_then_dbt_cloud":
         summary = xcom_value(tis["summarize"])
