@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import json
-import re
 import subprocess
 import sys
 from collections.abc import AsyncIterator
@@ -323,22 +322,3 @@ def _recorded_event_uris(dag_id: str) -> set[str]:
         from airflow.models.asset import AssetEvent
 
         return {e.asset.uri for e in session.query(AssetEvent).filter(AssetEvent.source_dag_id == dag_id)}
-
-
-def test_make_demo_runs_the_dlt_example_end_to_end() -> None:
-    """``make demo`` (``python -m airflow_dbt_cloud_dlt.demo``): its own Airflow home, emulator and checks."""
-    done = subprocess.run(
-        [sys.executable, "-m", "airflow_dbt_cloud_dlt.demo"], capture_output=True, text=True, timeout=280, check=False
-    )
-    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-2000:]
-    assert "dlt        loaded 4 rows into raw.orders" in done.stdout
-    assert "the dbt task deferred" in done.stdout
-    assert "load_orders success, run_dbt_cloud_job success, summarize success" in done.stdout
-    # the chain: a selective run (select_from_load), per-model Assets, a DAG the scheduler starts on fct_orders
-    assert "ran dbt deps; dbt build --select source:raw.orders+" in done.stdout
-    assert "3 rebuilt, one asset event each: stg_orders, dim_customers, fct_orders" in done.stdout
-    assert "scheduler  started example_dbt_cloud_assets_consumer (scheduled on the fct_orders Asset): success" in (
-        done.stdout
-    )
-    assert re.search(r"model\.analytics\.fct_orders rebuilt by dbt Cloud run \d+: 4 rows", done.stdout)
-    assert done.stdout.rstrip().endswith("Demo OK.")

@@ -8,6 +8,7 @@ directory outside the checkout, so nothing can be imported from the source tree 
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -81,3 +82,14 @@ def test_demo_runs_an_example_dag_end_to_end_from_the_wheel(tmp_path: Path) -> N
     sys.stdout.write(done.stdout[-3000:])
     assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-4000:]
     assert str(tmp_path / "example_dags") in done.stdout  # the copied DAGs ran, not the checkout's
+    # `make demo` runs this same module: the chain, as it prints it
+    assert "dlt        loaded 4 rows into raw.orders" in done.stdout
+    assert "the dbt task deferred" in done.stdout
+    assert "load_orders success, run_dbt_cloud_job success, summarize success" in done.stdout
+    assert "ran dbt deps; dbt build --select source:raw.orders+" in done.stdout  # select_from_load
+    assert "3 rebuilt, one asset event each: stg_orders, dim_customers, fct_orders" in done.stdout
+    assert "scheduler  started example_dbt_cloud_assets_consumer (scheduled on the fct_orders Asset): success" in (
+        done.stdout
+    )
+    assert re.search(r"model\.analytics\.fct_orders rebuilt by dbt Cloud run \d+: 4 rows", done.stdout)
+    assert done.stdout.rstrip().endswith("Demo OK.")
