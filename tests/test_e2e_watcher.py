@@ -7,7 +7,9 @@ asset state store, in the metadata DB).
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 import signal
 import sqlite3
 import subprocess
@@ -16,7 +18,7 @@ import textwrap
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import pytest
 from conftest import AIRFLOW_2, TOKEN, start_run
@@ -63,25 +65,42 @@ class WatchStack(Stack):
         return sum(1 for r in self.emulator.requests if r.query.get("order_by") == ["-finished_at"])
 
 
-@pytest.fixture(scope="module")
-def stack() -> Iterator[WatchStack]:
-    home = Path(tempfile.mkdtemp(prefix="airflow-e2e-watch-"))
+StackT = TypeVar("StackT", bound=Stack)
+
+
+@contextlib.contextmanager
+def scheduler_stack(cls: type[StackT], name: str, dag_file: str, **env: str) -> Iterator[StackT]:
+    """A ``cls`` stack with the emulator, a metadata DB migrated, and a dags folder holding ``dag_file``, for the
+    dag-processor and scheduler with short intervals; on exit its processes are stopped, all at once."""
+    home = Path(tempfile.mkdtemp(prefix=f"airflow-e2e-{name}-"))
     dags = home / "dags"
     dags.mkdir()
-    (dags / "on_dbt_cloud_job.py").write_text(textwrap.dedent(DAG_FILE))
+    (dags / f"{name}.py").write_text(textwrap.dedent(dag_file))
     with DbtCloudEmulator(accounts={1: TOKEN}) as emulator:
-        st = WatchStack(home, emulator)
+        st = cls(home, emulator)
         st.env |= {
             "AIRFLOW__CORE__DAGS_FOLDER": str(dags),
             "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "False",
             "AIRFLOW__DAG_PROCESSOR__MIN_FILE_PROCESS_INTERVAL": "5",
             "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "5",
             "AIRFLOW__SCHEDULER__SCHEDULER_HEARTBEAT_SEC": "1",
+            **env,
         }
         subprocess.run([*AIRFLOW, "db", "migrate"], env=st.env, check=True, capture_output=True, timeout=180)
+        try:
+            yield st
+        finally:
+            for process in st.processes.values():  # all at once: each may take seconds to end its workers
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(process.pid, signal.SIGTERM)
+            for process_name in list(st.processes):
+                st.stop(process_name)
+
+
+@pytest.fixture(scope="module")
+def stack() -> Iterator[WatchStack]:
+    with scheduler_stack(WatchStack, "watch", DAG_FILE) as st:
         yield st
-        for name in list(st.processes):
-            st.stop(name)
 
 
 def test_a_job_run_started_outside_airflow_starts_the_asset_scheduled_dag(stack: WatchStack) -> None:
