@@ -135,7 +135,7 @@ class AssetStack(WatchStack):
 def stack() -> Iterator[AssetStack]:
     # Short worker heartbeats, and runs of 6 s: a trigger that fires before the worker's exit on defer() is
     # reported makes Airflow 3.3 fail the resumed task ("finished with state success, but the task instance's
-    # state attribute is queued", apache/airflow#71580, #72716); the supervisor notices that exit within
+    # state attribute is queued": a race inside Airflow); the supervisor notices that exit within
     # min_heartbeat_interval (5 s by default).
     with scheduler_stack(AssetStack, "assets", DAG_FILE, AIRFLOW__WORKERS__MIN_HEARTBEAT_INTERVAL="1") as st:
         # one full run, outside Airflow, so that the job has a latest manifest.json for select_from_load
